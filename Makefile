@@ -1,0 +1,28 @@
+# `make run` and `make test` set up .venv first when needed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The machine sets PYTHONDONTWRITEBYTECODE=1; imports without bytecode are ~2x slower.
+unexport PYTHONDONTWRITEBYTECODE
+export OMP_NUM_THREADS ?= 2
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup run test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -qq -U pip
+	$(PY) -m pip install -qq -c constraints-cpu.txt -e '.[test]'
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/r1flow run
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf artifacts .cache

@@ -1,0 +1,396 @@
+"""Load benchmarks and user files into the schema of :mod:`data.schema`.
+
+Three kinds of dataset spec are accepted by :func:`load_dataset`:
+
+* a benchmark name (``gsm8k``, ``math500``, ``aime24``, ``humaneval``), read from the shared data
+  folder in its published format (see ``shared/data/README.md``);
+* a local ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` file whose rows already use the schema's
+  field names, or are renamed to them with ``mapping``;
+* a Hugging Face hub id (``owner/name``), read through the optional ``datasets`` package. The
+  hub copies of the benchmarks get the same conversion as the local files.
+
+MATH-500 and AIME prompts in the shared files end with a "Please reason step by step ..."
+instruction; it is stripped so that ``prompt`` is the bare question (the hub copies lack it),
+and the chat template adds its own instruction.
+
+Synthetic tasks (``arithmetic``, ``countdown``, ...) are generated elsewhere, not loaded here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import re
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+from data.schema import ANSWER, ENTRY_POINT, ID, PROMPT, SOURCE, TESTS, DatasetError, validate_row
+
+logger = logging.getLogger(__name__)
+
+SHARED_DATA_ENV = "R1FLOW_SHARED_DATA"
+FILE_SUFFIXES = (".jsonl.gz", ".jsonl", ".parquet")
+HUB_INSTALL_HINT = "pip install 'r1flow[hub]'"
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_REASON_SUFFIX = re.compile(
+    r"\s*Please reason step by step, and put your final answer within \\boxed\{\}\.?\s*$"
+)
+
+Record = tuple[int, dict]  # (1-based line or 0-based row index, raw row)
+
+
+class _BadField(Exception):
+    """Raised by converters; turned into a DatasetError once file and line are known."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(field, problem)
+        self.field, self.problem = field, problem
+
+
+def _req(raw: dict, key: str) -> Any:
+    value = raw.get(key)
+    if value is None:
+        raise _BadField(key, "missing")
+    return value
+
+
+def _extras(raw: dict, *consumed: str) -> dict:
+    return {k: v for k, v in raw.items() if k not in consumed}
+
+
+def _gsm8k_row(raw: dict, index: int) -> dict:
+    solution = _req(raw, "answer")
+    if not isinstance(solution, str) or "#### " not in solution:
+        raise _BadField("answer", "has no '#### ' final-answer line")
+    answer = solution.rsplit("#### ", 1)[1].strip().replace(",", "")
+    return {
+        **_extras(raw, "question", "answer"),
+        ID: f"gsm8k-{index:04d}",
+        PROMPT: _req(raw, "question"),
+        SOURCE: "gsm8k",
+        ANSWER: answer,
+        "solution": solution,
+    }
+
+
+def _boxed_row(raw: dict, index: int, *, source: str) -> dict:
+    problem = _req(raw, "problem")
+    prompt = _REASON_SUFFIX.sub("", problem) if isinstance(problem, str) else problem
+    answer = _req(raw, "answer")
+    return {
+        **_extras(raw, "problem", "answer", "id"),
+        ID: f"{source}-{index:04d}",
+        PROMPT: prompt,
+        SOURCE: source,
+        # AIME copies on the hub store the answer as an int.
+        ANSWER: str(answer).strip() if isinstance(answer, int) else answer,
+    }
+
+
+def _humaneval_row(raw: dict, index: int) -> dict:
+    return {
+        **_extras(raw, "task_id", "prompt", "test", "entry_point"),
+        ID: _req(raw, "task_id"),
+        PROMPT: _req(raw, "prompt"),
+        SOURCE: "humaneval",
+        TESTS: _req(raw, "test"),
+        ENTRY_POINT: _req(raw, "entry_point"),
+    }
+
+
+class _Benchmark(NamedTuple):
+    file: str  # relative to shared_data_dir()
+    convert: Callable[[dict, int], dict]
+    hub_id: str
+
+
+_BENCHMARKS = {
+    "gsm8k": _Benchmark("gsm8k/test.jsonl", _gsm8k_row, "openai/gsm8k"),
+    "math500": _Benchmark(
+        "math500/test.jsonl", partial(_boxed_row, source="math500"), "HuggingFaceH4/MATH-500"
+    ),
+    "aime24": _Benchmark(
+        "aime24/test.jsonl", partial(_boxed_row, source="aime24"), "HuggingFaceH4/aime_2024"
+    ),
+    "humaneval": _Benchmark(
+        "humaneval/HumanEval.jsonl.gz", _humaneval_row, "openai/openai_humaneval"
+    ),
+}
+
+# Lower-cased hub id -> (benchmark, hub config, split renames). aime_2024 has only "train".
+_HUB = {
+    "openai/gsm8k": ("gsm8k", "main", {}),
+    "huggingfaceh4/math-500": ("math500", None, {}),
+    "huggingfaceh4/aime_2024": ("aime24", None, {"test": "train"}),
+    "openai/openai_humaneval": ("humaneval", None, {}),
+}
+
+
+def shared_data_dir() -> Path:
+    """Return the folder of real benchmark files.
+
+    ``$R1FLOW_SHARED_DATA`` if set, else ``<project root>/../shared/data``.
+
+    Raises:
+        FileNotFoundError: if that folder does not exist.
+    """
+    env = os.environ.get(SHARED_DATA_ENV)
+    path = Path(env).expanduser() if env else _PROJECT_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"shared data folder {path} not found: set ${SHARED_DATA_ENV} to the folder that "
+            "holds gsm8k/, math500/, aime24/ and humaneval/, or pass an explicit path"
+        )
+    return path
+
+
+def _open_text(path: Path | str, mode: str, *, gz: bool | None = None):
+    if str(path).endswith(".gz") if gz is None else gz:
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def read_jsonl(path: Path | str) -> Iterator[Record]:
+    """Yield ``(line_no, row)`` for each non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file.
+
+    ``line_no`` is 1-based. Raises DatasetError naming file and line for malformed JSON or a
+    line that is not a JSON object.
+    """
+    with _open_text(path, "r") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DatasetError(f"malformed JSON ({err.msg})", path=path, line=line_no) from err
+            if not isinstance(row, dict):
+                problem = f"expected a JSON object, got {type(row).__name__}"
+                raise DatasetError(problem, path=path, line=line_no)
+            yield line_no, row
+
+
+def _read_parquet(path: Path) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    yield from enumerate(pq.read_table(path).to_pylist())
+
+
+def _records(path: Path) -> tuple[Iterator[Record], str]:
+    """Records of a local file and the unit ("line" or "row") its positions count in."""
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} not found")
+    if path.name.endswith(".parquet"):
+        return _read_parquet(path), "row"
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        return read_jsonl(path), "line"
+    raise ValueError(f"{path}: unsupported file type; expected one of {', '.join(FILE_SUFFIXES)}")
+
+
+def _stem(path: Path) -> str:
+    for suffix in FILE_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
+
+
+def _collect(
+    records: Iterable[Record],
+    make_row: Callable[[dict, int], dict],
+    *,
+    path: Any,
+    unit: str,
+    limit: int | None = None,
+) -> list[dict]:
+    """Convert, validate and de-duplicate records into schema rows, stopping after ``limit``."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    rows: list[dict] = []
+    first_seen: dict[str, int] = {}
+    for index, (line, raw) in enumerate(records):
+        if limit is not None and index >= limit:
+            break
+        try:
+            row = make_row(raw, index)
+        except _BadField as err:
+            where = {"path": path, "line": line, "field": err.field, "unit": unit}
+            raise DatasetError(err.problem, **where) from None
+        validate_row(row, path=path, line=line, unit=unit)
+        if row[ID] in first_seen:
+            problem = f"duplicate {row[ID]!r} (first at {unit} {first_seen[row[ID]]})"
+            raise DatasetError(problem, path=path, line=line, field=ID, unit=unit)
+        first_seen[row[ID]] = line
+        rows.append(row)
+    logger.info("loaded %d rows from %s", len(rows), path)
+    return rows
+
+
+def _load_benchmark(name: str, path: Path | str | None, limit: int | None = None) -> list[dict]:
+    bench = _BENCHMARKS[name]
+    path = Path(path) if path is not None else shared_data_dir() / bench.file
+    records, unit = _records(path)
+    return _collect(records, bench.convert, path=path, unit=unit, limit=limit)
+
+
+def load_gsm8k(path: Path | str | None = None) -> list[dict]:
+    """Load GSM8K test (published JSONL); ``answer`` is the number after ``#### ``, no commas."""
+    return _load_benchmark("gsm8k", path)
+
+
+def load_math500(path: Path | str | None = None) -> list[dict]:
+    """Load MATH-500 (published JSONL); ``answer`` is the LaTeX answer as published."""
+    return _load_benchmark("math500", path)
+
+
+def load_aime24(path: Path | str | None = None) -> list[dict]:
+    """Load AIME 2024 I+II (published JSONL); ``answer`` is the integer as a string."""
+    return _load_benchmark("aime24", path)
+
+
+def load_humaneval(path: Path | str | None = None) -> list[dict]:
+    """Load HumanEval (``HumanEval.jsonl.gz``); rows carry ``tests`` and ``entry_point``.
+
+    ``prompt`` is the function signature and docstring; ``id`` is the ``task_id``.
+    """
+    return _load_benchmark("humaneval", path)
+
+
+def _user_row(
+    raw: dict, index: int, *, mapping: dict[str, str], source: str | None, stem: str
+) -> dict:
+    row = {mapping.get(k, k): v for k, v in raw.items()}
+    if row.get(ID) is None:
+        row[ID] = f"{stem}-{index}"
+    if source is not None:
+        row[SOURCE] = source
+    elif row.get(SOURCE) is None:
+        row[SOURCE] = stem
+    return row
+
+
+def load_rows(
+    path: Path | str,
+    *,
+    mapping: dict[str, str] | None = None,
+    source: str | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Load a user ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` file as schema rows.
+
+    Args:
+        path: the file.
+        mapping: renames file fields to schema fields, e.g. ``{"question": "prompt"}``.
+        source: ``source`` for every row; default: the row's own, else the file stem.
+        limit: keep only the first ``limit`` rows.
+
+    A missing ``id`` becomes ``<stem>-<index>`` (0-based). Every row is validated; a bad one
+    raises DatasetError naming the file, the line (JSONL, 1-based) or row (Parquet, 0-based)
+    and the field.
+    """
+    path = Path(path)
+    records, unit = _records(path)
+    make_row = partial(_user_row, mapping=dict(mapping or {}), source=source, stem=_stem(path))
+    return _collect(records, make_row, path=path, unit=unit, limit=limit)
+
+
+def _load_hub(
+    hub_id: str, *, split: str, limit: int | None, mapping: dict[str, str] | None
+) -> list[dict]:
+    try:
+        import datasets
+    except ImportError as err:
+        raise ImportError(
+            f"loading {hub_id!r} from the Hugging Face hub needs the optional 'datasets' "
+            f"package: {HUB_INSTALL_HINT}"
+        ) from err
+    known = _HUB.get(hub_id.lower())
+    if known is not None:
+        name, config, split_renames = known
+        split = split_renames.get(split, split)
+        make_row = _BENCHMARKS[name].convert
+    else:
+        config = None
+        stem = hub_id.rsplit("/", 1)[1]
+        make_row = partial(_user_row, mapping=dict(mapping or {}), source=None, stem=stem)
+    ds = datasets.load_dataset(hub_id, config, split=split)
+    return _collect(enumerate(ds), make_row, path=f"{hub_id}[{split}]", unit="row", limit=limit)
+
+
+def load_dataset(
+    spec: str,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    mapping: dict[str, str] | None = None,
+) -> list[dict]:
+    """Load a dataset by benchmark name, local file path or Hugging Face hub id.
+
+    Args:
+        spec: ``gsm8k``/``math500``/``aime24``/``humaneval``; a ``.jsonl``, ``.jsonl.gz`` or
+            ``.parquet`` path; or a hub id ``owner/name`` (needs ``r1flow[hub]``).
+        split: hub split; benchmark names have only ``test`` locally; ignored for files.
+        limit: keep only the first ``limit`` rows.
+        mapping: field renames for files and unknown hub datasets (see :func:`load_rows`).
+
+    Raises:
+        ValueError: for a spec of none of these kinds, listing what is accepted.
+        ImportError: for a hub id when ``datasets`` is not installed.
+    """
+    if spec in _BENCHMARKS:
+        if split != "test":
+            hub_id = _BENCHMARKS[spec].hub_id
+            raise ValueError(
+                f"only the 'test' split of {spec} is stored locally; "
+                f"use the hub id {hub_id!r} for split {split!r}"
+            )
+        return _load_benchmark(spec, None, limit)
+    path = Path(spec).expanduser()
+    if path.exists() or _stem(path) != path.name:
+        return load_rows(path, mapping=mapping, limit=limit)
+    if spec.lower() in _HUB or _HUB_ID.fullmatch(spec):
+        return _load_hub(spec, split=split, limit=limit, mapping=mapping)
+    raise ValueError(
+        f"unknown dataset {spec!r}; expected a benchmark name ({', '.join(_BENCHMARKS)}), "
+        f"a file path ending in {', '.join(FILE_SUFFIXES)}, or a Hugging Face hub id "
+        "'owner/name' (e.g. 'openai/gsm8k'). Synthetic tasks are not loaded from here."
+    )
+
+
+def write_jsonl(rows: Iterable[dict], path: Path | str) -> int:
+    """Write ``rows`` as JSONL (gzip if ``path`` ends in ``.gz``) atomically; return the count.
+
+    Rows go to a temporary file in the same folder that replaces ``path`` only once complete,
+    so a failure mid-write (including one raised by a ``rows`` generator) leaves any previous
+    file intact and no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    count = 0
+    try:
+        with _open_text(tmp, "w", gz=path.name.endswith(".gz")) as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("wrote %d rows to %s", count, path)
+    return count
+
+
+def read_rows_jsonl(path: Path | str) -> list[dict]:
+    """Read back a schema JSONL file (as written by :func:`write_jsonl`), validating every row.
+
+    Unlike :func:`load_rows`, nothing is filled in: ``id`` and ``source`` must be present.
+    """
+    return _collect(read_jsonl(path), lambda raw, _index: raw, path=path, unit="line")

@@ -1,0 +1,257 @@
+"""Seeded synthetic verifiable tasks and the noisy worked-solution corpus for ``base``.
+
+Two task families, each with a checker-friendly gold answer:
+
+- ``arithmetic``: multi-digit addition ("Compute 347 + 589"), answer an integer.
+- ``countdown``: reach a target from given numbers with + - * ("Use 3 7 9 to make 30"),
+  any expression using each number at most once is correct; rows carry ``numbers``.
+
+Splits are disjoint by problem: a problem's key (e.g. ``347+589``) is hashed
+into train (90%) or test (10%); ``hard`` draws from a larger size (more digits,
+more numbers) that the train split never contains, for generalisation.
+
+The worked solutions are the "pretraining corpus" of the tiny base model. They
+are written by a deliberately fallible solver: a step slips with probability
+``slip`` (a forgotten carry, an off-by-one sum); after a slip an explicit
+re-check ("wait , 4 + 8 + 1 = 13 ...") repairs it with probability ``fix``,
+otherwise the error flows into the final answer; a share ``unformatted`` of the
+completions drops the ``<answer>`` tags. The base model therefore answers
+correctly only part of the time and reflects rarely, which leaves pure RL
+something to amplify - the R1-Zero setting in miniature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+from data.formatting import r1_zero_completion
+
+FAMILIES = ("arithmetic", "countdown")
+SPLITS = ("train", "test", "hard")
+TEST_SHARE = 0.10
+
+# Problem size per split: operand digits for arithmetic, count of numbers for countdown.
+SIZES = {
+    "arithmetic": {"train": (2, 3), "test": (2, 3), "hard": (4, 4)},
+    "countdown": {"train": (3, 3), "test": (3, 3), "hard": (4, 4)},
+}
+
+
+@dataclass(frozen=True)
+class Noise:
+    """How fallible the corpus's solver is."""
+
+    slip: float = 0.15
+    fix: float = 0.3
+    unformatted: float = 0.1
+
+
+def split_of(key: str) -> str:
+    """``train`` or ``test`` for a problem key, by a stable hash (never ``hard``)."""
+    bucket = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 1000
+    return "test" if bucket < TEST_SHARE * 1000 else "train"
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+
+def _arithmetic_problem(rng: random.Random, size: tuple[int, int]) -> dict:
+    def number() -> int:
+        digits = rng.randint(*size)
+        return rng.randint(10 ** (digits - 1), 10**digits - 1)
+
+    a, b = number(), number()
+    return {"key": f"{a}+{b}", "prompt": f"Compute {a} + {b}", "answer": str(a + b), "terms": [a, b]}
+
+
+def _column_step(x: int, y: int, carry: int, total: int) -> str:
+    plus = " + 1" if carry else ""
+    carry_out = " carry 1" if total >= 10 else ""
+    return f"{x} + {y}{plus} = {total} , write {total % 10}{carry_out} ."
+
+
+def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise) -> tuple[str, str]:
+    """Column addition from the right, one step per column; returns (reasoning, answer)."""
+    a, b = terms
+    xs, ys = str(a)[::-1], str(b)[::-1]
+    width = max(len(xs), len(ys))
+    carry, written, steps = 0, [], []
+    for i in range(width):
+        x = int(xs[i]) if i < len(xs) else 0
+        y = int(ys[i]) if i < len(ys) else 0
+        true = x + y + carry
+        shown_carry, total = carry, true
+        if rng.random() < noise.slip:
+            if carry and rng.random() < 0.5:  # forgot the carry
+                shown_carry, total = 0, x + y
+            else:  # off by one
+                total = max(0, true + rng.choice((-1, 1)))
+        steps.append(_column_step(x, y, shown_carry, total))
+        if total != true and rng.random() < noise.fix:
+            steps.append("wait , " + _column_step(x, y, carry, true))
+            total = true
+        written.append(total % 10)
+        carry = 1 if total >= 10 else 0
+    if carry:
+        steps.append("write 1 .")
+        written.append(1)
+    result = str(int("".join(map(str, reversed(written)))))
+    steps.append(f"so {result}")
+    return " ".join(steps), result
+
+
+# ----------------------------------------------------------------------------- countdown
+
+OPS = ("+", "-", "*")
+
+
+def _apply(op: str, x: int, y: int) -> int:
+    return x + y if op == "+" else x - y if op == "-" else x * y
+
+
+def _chain_values(numbers: tuple[int, ...], ops: tuple[str, ...]) -> list[int] | None:
+    """Intermediate values of ((n0 op n1) op n2) ...; None if any is not positive."""
+    values, acc = [], numbers[0]
+    for op, x in zip(ops, numbers[1:]):
+        acc = _apply(op, acc, x)
+        if acc <= 0:
+            return None
+        values.append(acc)
+    return values
+
+
+def render_chain(numbers: tuple[int, ...], ops: tuple[str, ...]) -> str:
+    """The chain as an infix expression, parenthesised where precedence needs it."""
+    text, last = str(numbers[0]), None
+    for op, x in zip(ops, numbers[1:]):
+        if op == "*" and last in ("+", "-"):
+            text = f"( {text} )"
+        text, last = f"{text} {op} {x}", op
+    return text
+
+
+def _countdown_problem(rng: random.Random, size: tuple[int, int]) -> dict:
+    n = rng.randint(*size)
+    while True:
+        numbers = tuple(rng.randint(1, 9) for _ in range(n))
+        ops = tuple(rng.choice(OPS) for _ in range(n - 1))
+        values = _chain_values(numbers, ops)
+        if values and 2 <= values[-1] <= 99 and values[-1] not in numbers:
+            target = values[-1]
+            shown = sorted(numbers)
+            return {
+                "key": f"{' '.join(map(str, shown))}->{target}",
+                "prompt": f"Use {' '.join(map(str, shown))} to make {target}",
+                "answer": str(target),
+                "numbers": shown,
+            }
+
+
+def _try_line(numbers, ops, rng: random.Random, noise: Noise) -> tuple[str, int]:
+    """One attempt, step by step, possibly with a slip; returns (text, claimed value)."""
+    parts, acc = [], numbers[0]
+    for op, x in zip(ops, numbers[1:]):
+        true = _apply(op, acc, x)
+        shown = true + rng.choice((-1, 1)) if rng.random() < noise.slip else true
+        parts.append(f"{acc} {op} {x} = {shown}")
+        if shown != true and rng.random() < noise.fix:
+            parts.append(f"wait , {acc} {op} {x} = {true}")
+            shown = true
+        acc = shown
+    return " , ".join(parts), acc
+
+
+def solve_countdown(numbers: list[int], target: int, rng: random.Random, noise: Noise) -> tuple[str, str]:
+    """A few wrong tries, then (usually) a right one; returns (reasoning, expression)."""
+    chains = [
+        (perm, ops)
+        for perm in set(itertools.permutations(numbers))
+        for ops in itertools.product(OPS, repeat=len(numbers) - 1)
+        if _chain_values(perm, ops)
+    ]
+    chains.sort()
+    rng.shuffle(chains)
+    right = [c for c in chains if _chain_values(*c)[-1] == target]
+    wrong = [c for c in chains if _chain_values(*c)[-1] != target]
+    n_wrong = min(len(wrong), 3, int(rng.expovariate(0.9)))
+    plan = wrong[:n_wrong] + right[:1] + wrong[n_wrong:n_wrong + 2]
+    lines, answer = [], render_chain(*plan[-1])
+    for perm, ops in plan:
+        text, claimed = _try_line(perm, ops, rng, noise)
+        verdict = "yes" if claimed == target else "no"
+        lines.append(f"try {text} . {verdict} .")
+        answer = render_chain(perm, ops)
+        if verdict == "yes":
+            break
+    return " ".join(lines), answer
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def problems(family: str, split: str, seed: int, *, distinct: bool = True) -> Iterator[dict]:
+    """A seeded stream of problems of ``family`` in ``split`` (each key once if ``distinct``);
+    it ends only when 20,000 draws in a row found nothing new."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown task family {family!r}; choose from {FAMILIES}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+    make = _arithmetic_problem if family == "arithmetic" else _countdown_problem
+    rng = random.Random(f"{family}/{split}/{seed}")
+    seen: set[str] = set()
+    size = SIZES[family][split]
+    misses = 0
+    while misses < 20_000:  # a small problem space (countdown test) runs out of new keys
+        problem = make(rng, size)
+        key = problem["key"]
+        if (distinct and key in seen) or (split != "hard" and split_of(key) != split):
+            misses += 1
+            continue
+        misses = 0
+        if distinct:
+            seen.add(key)
+        yield problem
+
+
+def make_rows(family: str, split: str, n: int, seed: int = 0) -> list[dict]:
+    """``n`` rows of one family and split in the project's row schema."""
+    rows = []
+    for i, problem in zip(range(n), problems(family, split, seed)):
+        row = {"id": f"{family}-{split}-{i:05d}", "prompt": problem["prompt"],
+               "answer": problem["answer"], "source": family}
+        if family == "countdown":
+            row["numbers"] = problem["numbers"]
+        rows.append(row)
+    return rows
+
+
+def worked_solution(problem: dict, family: str, rng: random.Random, noise: Noise) -> str:
+    """The fallible solver's completion for one problem (R1-Zero format, sometimes untagged)."""
+    if family == "arithmetic":
+        reasoning, answer = solve_arithmetic(problem["terms"], rng, noise)
+    else:
+        reasoning, answer = solve_countdown(problem["numbers"], int(problem["answer"]), rng, noise)
+    if rng.random() < noise.unformatted:
+        return f"<think> {reasoning} </think> the answer is {answer}"
+    return r1_zero_completion(reasoning, answer)
+
+
+def base_corpus(n: int, *, mix: dict[str, float], noise: Noise, seed: int = 0) -> list[dict]:
+    """``n`` pretraining documents (prompt, completion) from train-split problems only."""
+    unknown = set(mix) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"corpus mix: unknown families {sorted(unknown)}; choose from {FAMILIES}")
+    rng = random.Random(f"corpus/{seed}")
+    streams = {family: problems(family, "train", seed + 1, distinct=False) for family in mix}
+    families, weights = zip(*mix.items())
+    rows = []
+    for i in range(n):
+        family = rng.choices(families, weights)[0]
+        problem = next(streams[family])
+        rows.append({"id": f"corpus-{i:06d}", "prompt": problem["prompt"], "answer": problem["answer"],
+                     "completion": worked_solution(problem, family, rng, noise), "source": family})
+    return rows

@@ -1,0 +1,142 @@
+"""Stage configuration: one dataclass per stage, filled from params.yaml and ``--set``.
+
+A stage's knobs live in one dataclass whose fields carry their help text in
+``metadata["help"]`` (TRL style). Values come from the stage's section of
+params.yaml, then from ``--set key=value`` overrides; an unknown key or a value
+of the wrong type fails with a message naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A params.yaml section or ``--set`` override that does not fit its stage's config."""
+
+
+def knob(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with its one-line help text (shown by ``r1flow stage NAME --help``)."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read params.yaml; a missing or non-mapping file is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of stage sections, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["lr=1e-3", "rewards=[accuracy,format]"]`` into typed values (YAML scalars)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{where}: {value!r} is not {_type_name(tp)}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def build_config(cls: type[T], values: dict[str, Any], *, where: str = "config") -> T:
+    """Instantiate the dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(sorted(fields))}"
+            )
+        kwargs[key] = _coerce(value, hints[key], f"{where}: key {key!r}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def load_stage_config(
+    cls: type[T], stage: str, params_path: str | Path = "params.yaml", overrides: list[str] | None = None
+) -> T:
+    """The stage's section of ``params_path`` with ``--set`` overrides applied on top."""
+    params = load_params(params_path) if Path(params_path).exists() or params_path != "params.yaml" else {}
+    section = params.get(stage) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{params_path}: section {stage!r} must be a mapping")
+    values = {**section, **parse_overrides(overrides or [])}
+    return build_config(cls, values, where=f"{params_path} [{stage}]")
+
+
+def config_help(cls: type) -> str:
+    """One line per field: name, type, default and help text."""
+    hints = typing.get_type_hints(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"  {f.name} ({_type_name(hints[f.name])}, default {default!r}): {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config as a plain dict (logged with the run)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,62 @@
+"""DeepSpeed checkpoints for resumable training stages.
+
+A checkpoint is DeepSpeed's own folder layout (``<dir>/<tag>/`` plus the ``latest``
+file), so ``engine.load_checkpoint`` restores weights, optimizer, scheduler and
+the trainer's ``client_state``. Only the newest ``keep`` tags are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infra import launch
+
+log = logging.getLogger(__name__)
+
+
+def _tag(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def latest_tag(ckpt_dir: str | Path) -> str | None:
+    """The tag DeepSpeed marked as latest, or None when there is no checkpoint."""
+    latest = Path(ckpt_dir) / "latest"
+    return latest.read_text().strip() if latest.is_file() else None
+
+
+def save(engine, ckpt_dir: str | Path, step: int, client_state: dict[str, Any],
+         extra: dict[str, dict] | None = None, keep: int = 2) -> Path:
+    """Save engine state plus ``extra`` state dicts (e.g. the reference model) at ``step``."""
+    ckpt_dir = Path(ckpt_dir)
+    tag = _tag(step)
+    # Extra files go in before DeepSpeed writes `latest`, so `latest` never names a partial tag.
+    if launch.rank() == 0 and extra:
+        (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
+        for name, state in extra.items():
+            torch.save(state, ckpt_dir / tag / f"{name}.pt")
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={**client_state, "step": step})
+    if launch.rank() == 0:
+        tags = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())
+        for old in tags[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    log.info("checkpoint %s saved", ckpt_dir / tag)
+    return ckpt_dir / tag
+
+
+def load(engine, ckpt_dir: str | Path, extra_names: tuple[str, ...] = ()) -> tuple[int, dict, dict]:
+    """Restore the latest checkpoint; returns (step, client_state, extra state dicts).
+    Step 0 and empty dicts when there is none."""
+    tag = latest_tag(ckpt_dir)
+    if tag is None:
+        return 0, {}, {}
+    _, client_state = engine.load_checkpoint(str(ckpt_dir), tag=tag)
+    extra = {name: torch.load(Path(ckpt_dir) / tag / f"{name}.pt", map_location="cpu")
+             for name in extra_names if (Path(ckpt_dir) / tag / f"{name}.pt").exists()}
+    step = int(client_state["step"])
+    log.info("resumed from checkpoint %s (step %d)", Path(ckpt_dir) / tag, step)
+    return step, client_state, extra

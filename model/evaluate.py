@@ -1,0 +1,111 @@
+"""Evaluation with the paper's protocol (section 3).
+
+For each problem, k completions are sampled at temperature 0.6, top-p 0.95:
+- ``pass@1`` = mean over problems of the share of the k that are correct;
+- ``cons@k`` = correctness of the majority-vote answer (ties: first seen);
+- ``greedy`` = correctness of the temperature-0 completion;
+plus mean completion length (tokens), reflection rate and format rate over the
+sampled completions. Correctness is the shared ``accuracy`` reward, or ``code``
+for rows with unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from data.formatting import r1_zero_prompt
+from model.grpo import reflection_rate
+from model.rewards import answer_key, extract_answer, get_reward
+from model.rewards.code import extract_code
+from model.rollout import decode_completions, generate, left_pad
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Protocol:
+    """How completions are sampled for evaluation."""
+
+    k: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 96
+    batch_size: int = 256
+    seed: int = 0
+
+
+def correctness(rows: list[dict], texts: list[str]) -> list[float]:
+    """1.0/0.0 per (row, completion) pair; code rows use unit tests, others the accuracy reward."""
+    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} - {"prompt", "id"}}
+    if any(r.get("tests") for r in rows):
+        scores = get_reward("code")(texts, **columns)
+        fallback = get_reward("accuracy")(texts, **columns)
+        scores = [s if s is not None else f for s, f in zip(scores, fallback)]
+    else:
+        scores = get_reward("accuracy")(texts, **columns)
+    return [0.0 if s is None else float(s) for s in scores]
+
+
+def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, protocol: Protocol):
+    """``n`` completions per row (row-major); returns (texts, lengths)."""
+    ids = tokenizer([r1_zero_prompt(r["prompt"]) for r in rows])["input_ids"]
+    flat = [i for i in range(len(rows)) for _ in range(n)]
+    texts: list[str] = []
+    lengths: list[int] = []
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(protocol.seed) if device.type == "cpu" else None
+    for start in range(0, len(flat), protocol.batch_size):
+        chunk = flat[start:start + protocol.batch_size]
+        prompt_ids, prompt_mask = left_pad([ids[i] for i in chunk], tokenizer.pad_token_id)
+        rollout = generate(model, prompt_ids.to(device), prompt_mask.to(device),
+                           max_new_tokens=protocol.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                           pad_token_id=tokenizer.pad_token_id, temperature=temperature,
+                           top_p=protocol.top_p if temperature > 0 else 1.0, generator=generator)
+        texts += decode_completions(tokenizer, rollout)
+        lengths += rollout.completion_mask.sum(dim=1).tolist()
+    return texts, lengths
+
+
+def _vote_key(row: dict, text: str) -> str | None:
+    if row.get("tests"):
+        return extract_code(text).strip() or None
+    answer = extract_answer(text)
+    return None if answer is None else answer_key(answer)
+
+
+def consensus(rows: list[dict], texts: list[str], correct: list[float], k: int) -> float:
+    """cons@k: share of rows whose most common extracted answer is a correct one."""
+    hits = 0.0
+    for i, row in enumerate(rows):
+        group = range(i * k, (i + 1) * k)
+        keys = {j: _vote_key(row, texts[j]) for j in group}
+        votes = Counter(key for key in keys.values() if key is not None)
+        if votes:
+            winner = votes.most_common(1)[0][0]
+            hits += next(correct[j] for j in group if keys[j] == winner)
+    return hits / max(1, len(rows))
+
+
+def evaluate(model, tokenizer, rows: list[dict], protocol: Protocol, reflection_phrases: list[str]) -> dict:
+    """All metrics of one model on one benchmark."""
+    k = protocol.k
+    texts, lengths = sample(model, tokenizer, rows, n=k, temperature=protocol.temperature, protocol=protocol)
+    expanded = [r for r in rows for _ in range(k)]
+    correct = correctness(expanded, texts)
+    greedy_texts, _ = sample(model, tokenizer, rows, n=1, temperature=0.0, protocol=protocol)
+    greedy = correctness(rows, greedy_texts)
+    fmt = get_reward("format")(texts)
+    return {
+        "pass@1": sum(correct) / len(correct),
+        "cons@k": consensus(rows, texts, correct, k),
+        "greedy": sum(greedy) / len(greedy),
+        "mean_length": sum(lengths) / len(lengths),
+        "reflection_rate": reflection_rate(texts, reflection_phrases),
+        "format_rate": sum(fmt) / len(fmt),
+        "n": len(rows),
+        "k": k,
+    }

@@ -1,0 +1,332 @@
+"""Group Relative Policy Optimization (DeepSeek-R1 paper, eqs. 1-3) on a DeepSpeed engine.
+
+For each prompt q, G completions o_1..o_G are sampled from the rollout policy
+π_old and scored by rule rewards r_i. Then, for μ inner iterations,
+
+    A_i   = (r_i - mean(r)) / std(r)                                     (eq. 3)
+    ρ_i,t = π_θ(o_i,t | q, o_i,<t) / π_old(o_i,t | q, o_i,<t)
+    D_KL  = π_ref/π_θ - log(π_ref/π_θ) - 1          (k3 estimator, per token, eq. 2)
+    J     = mean_i [ mean_t min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β D_KL ]  (eq. 1)
+
+and the loss is -J. The paper averages over each sequence's tokens, then over
+sequences (``loss_type="grpo"``); ``dr_grpo`` divides the token sum by
+G x max length and ``dapo`` by the number of tokens in the batch (token-level).
+
+Departures from the paper, on purpose:
+- std is the unbiased sample std plus 1e-4 (TRL's choice), so a group whose
+  rewards are all equal gets zero advantage instead of a division by zero;
+- π_old's log-probs are those the rollout engine sampled with (same weights,
+  same temperature), not a second forward pass;
+- the reference π_ref starts as the initial policy and is replaced by the
+  current policy every ``ref_refresh_steps`` steps (the paper: every 400).
+
+One CPU rank:  r1flow stage r1_zero
+N GPUs:        deepspeed --num_gpus N --module flows.cli stage r1_zero
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from infra import launch
+from infra.config import knob
+from infra.steplog import StepLog
+from data.formatting import r1_zero_prompt
+from model import checkpoint
+from model.engine import make_engine
+from model.rewards import get_reward
+from model.rollout import completion_logprobs, decode_completions, generate, left_pad
+
+log = logging.getLogger(__name__)
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+DEFAULT_REFLECTION = ["wait", "re-check", "recheck", "let me verify", "let me check"]
+
+
+@dataclass
+class GRPOArgs:
+    """GRPO knobs, with the paper's values in the help where they differ."""
+
+    steps: int = knob(100, "Optimizer steps; each samples a fresh batch of prompts.")
+    prompts_per_step: int = knob(16, "Prompts per step, all ranks together (paper: 32).")
+    group_size: int = knob(8, "G, completions per prompt (paper: 16).")
+    epsilon: float = knob(0.2, "ε, clip range of the ratio (paper: 10 for R1-Zero).")
+    beta: float = knob(0.001, "β, weight of the k3 KL to the reference (paper: 0.001).")
+    mu: int = knob(1, "μ, policy updates per batch of rollouts (paper: 1).")
+    ref_refresh_steps: int = knob(400, "Replace the reference by the policy every N steps (paper: 400); 0 = never.")
+    loss_type: str = knob("grpo", "grpo (per-sequence mean, the paper) | dr_grpo | dapo (token-level).")
+    temperature: float = knob(1.0, "Rollout sampling temperature (paper: 1.0).")
+    top_p: float = knob(1.0, "Rollout nucleus sampling.")
+    max_new_tokens: int = knob(96, "Longest completion in tokens.")
+    rewards: dict = knob({"accuracy": 1.0, "format": 0.5}, "Reward name -> weight; the sum is r_i.")
+    lr: float = knob(5e-4, "AdamW learning rate.")
+    warmup_steps: int = knob(0, "Linear warmup steps.")
+    weight_decay: float = knob(0.0, "AdamW weight decay.")
+    max_grad_norm: float = knob(1.0, "Gradient clipping norm.")
+    micro_batch: int = knob(64, "Sequences per forward/backward per rank.")
+    reflection_phrases: list = knob(DEFAULT_REFLECTION, "Phrases that count a completion as reflecting.")
+    checkpoint_every: int = knob(25, "Save a resumable checkpoint every N steps (0 = never).")
+    sample_every: int = knob(10, "Write a few sample completions every N steps (0 = never).")
+    seed: int = knob(0, "Seed for prompt order and sampling.")
+
+    def __post_init__(self):
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type {self.loss_type!r}: choose from {LOSS_TYPES}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 for group-relative advantages, got {self.group_size}")
+        batch = self.prompts_per_step * self.group_size
+        if batch % self.micro_batch:
+            raise ValueError(f"prompts_per_step x group_size ({batch}) must be a multiple of micro_batch ({self.micro_batch})")
+        for name in self.rewards:
+            get_reward(name)  # unknown names fail here, with the list of known ones
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """(r - group mean) / (group std + eps); rewards (B,) ordered group by group."""
+    r = rewards.view(-1, group_size)
+    return ((r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + eps)).view(-1)
+
+
+def grpo_loss(
+    new_logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    epsilon: float,
+    beta: float,
+    loss_type: str = "grpo",
+    max_completion_length: int | None = None,
+    normalizer: float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The GRPO loss (-J of eq. 1) over one (micro-)batch.
+
+    Log-prob tensors are (B, C) per completion token, mask (B, C) is 1 on real
+    completion tokens, advantages (B,). ``normalizer`` is the denominator over
+    the *whole* batch when this is one micro-batch of it (sequences for grpo,
+    sequences x max length for dr_grpo, tokens for dapo); None = this batch's own.
+    Returns the loss and detached per-token stats (kl, clipped) for logging.
+    """
+    mask = mask.to(new_logps.dtype)
+    ratio = torch.exp(new_logps - old_logps)
+    adv = advantages[:, None]
+    surrogate = torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv)
+    per_token = -surrogate
+    kl = torch.zeros_like(per_token)
+    if beta and ref_logps is not None:
+        delta = ref_logps - new_logps
+        kl = torch.exp(delta) - delta - 1  # k3: unbiased, always >= 0
+        per_token = per_token + beta * kl
+    if loss_type == "grpo":
+        total = ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum()
+        denom = normalizer if normalizer is not None else new_logps.shape[0]
+    elif loss_type == "dr_grpo":
+        total = (per_token * mask).sum()
+        length = max_completion_length or new_logps.shape[1]
+        denom = normalizer if normalizer is not None else new_logps.shape[0] * length
+    elif loss_type == "dapo":
+        total = (per_token * mask).sum()
+        denom = normalizer if normalizer is not None else mask.sum().clamp(min=1)
+    else:
+        raise ValueError(f"loss_type {loss_type!r}: choose from {LOSS_TYPES}")
+    clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
+    stats = {"kl": kl.detach(), "clipped": clipped.detach().to(mask.dtype), "ratio": ratio.detach()}
+    return total / denom, stats
+
+
+def reflection_rate(texts: list[str], phrases: list[str]) -> float:
+    """Share of texts that contain any of ``phrases`` as whole words (case-insensitive)."""
+    if not texts:
+        return 0.0
+    pattern = re.compile(r"\b(" + "|".join(re.escape(p) for p in phrases) + r")\b", re.IGNORECASE)
+    return sum(bool(pattern.search(t)) for t in texts) / len(texts)
+
+
+def score(texts: list[str], columns: dict[str, list], weights: dict[str, float]):
+    """Weighted reward sum per completion (None counts 0) and each reward's raw values."""
+    total = torch.zeros(len(texts))
+    per_reward: dict[str, list] = {}
+    for name, weight in weights.items():
+        values = get_reward(name)(texts, **columns)
+        per_reward[name] = values
+        total += weight * torch.tensor([0.0 if v is None else float(v) for v in values])
+    return total, per_reward
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+class GRPOTrainer:
+    """GRPO over ``rows`` (the row schema: prompt + answer/tests + source ...).
+
+    Resumable: checkpoints (engine, optimizer, reference) live in ``out_dir/checkpoints``
+    and prompts and sampling are seeded by step, so a resumed run continues the same
+    trajectory.
+    """
+
+    def __init__(self, model, tokenizer, rows: list[dict], args: GRPOArgs, out_dir: str | Path,
+                 steps: StepLog | None = None):
+        if not rows:
+            raise ValueError("GRPO needs at least one prompt row")
+        self.tokenizer, self.rows, self.args, self.out_dir = tokenizer, rows, args, Path(out_dir)
+        self.steps = steps or StepLog(self.out_dir / "steps.jsonl")
+        self.model = model
+        self.ref = None
+        if args.beta:
+            self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        self.prompt_ids = tokenizer([r1_zero_prompt(r["prompt"]) for r in rows])["input_ids"]
+        self.columns = sorted({k for r in rows for k in r} - {"prompt", "id"})
+        self.engine = None
+
+    # -- setup / loop --------------------------------------------------------------------
+
+    def _local_batch(self) -> tuple[int, int]:
+        """(prompts, sequences) this rank handles per step."""
+        world = launch.world_size()
+        if self.args.prompts_per_step % world:
+            raise ValueError(f"prompts_per_step ({self.args.prompts_per_step}) must divide by world size {world}")
+        prompts = self.args.prompts_per_step // world
+        return prompts, prompts * self.args.group_size
+
+    def train(self) -> dict[str, float]:
+        """Run to ``args.steps`` (resuming from the last checkpoint); returns the last step's metrics."""
+        from tqdm.auto import tqdm
+
+        a = self.args
+        _, sequences = self._local_batch()
+        self.engine = make_engine(
+            self.model, lr=a.lr, weight_decay=a.weight_decay, micro_batch=a.micro_batch,
+            grad_accum=sequences // a.micro_batch, max_grad_norm=a.max_grad_norm,
+            warmup_steps=a.warmup_steps,
+        )
+        ckpt_dir = self.out_dir / "checkpoints"
+        done, _, extra = checkpoint.load(self.engine, ckpt_dir, extra_names=("reference",))
+        if self.ref is not None and "reference" in extra:
+            self.ref.load_state_dict(extra["reference"])
+        self.steps.resume(done)
+        metrics: dict[str, float] = {}
+        bar = tqdm(range(done + 1, a.steps + 1), desc="grpo", initial=done, total=a.steps, mininterval=2)
+        for step in bar:
+            metrics = self.step(step)
+            self.steps(step, metrics)
+            bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.2f}")
+            if self.ref is not None and a.ref_refresh_steps and step % a.ref_refresh_steps == 0:
+                self.ref.load_state_dict(self.engine.module.state_dict())
+            if a.checkpoint_every and step % a.checkpoint_every == 0 and step < a.steps:
+                extra = {"reference": self.ref.state_dict()} if self.ref is not None else {}
+                checkpoint.save(self.engine, ckpt_dir, step, {}, extra=extra)
+        return metrics
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _sample_prompts(self, step: int) -> list[int]:
+        n_prompts, _ = self._local_batch()
+        rng = random.Random(f"{self.args.seed}/{step}/{launch.rank()}")
+        return rng.sample(range(len(self.rows)), k=min(n_prompts, len(self.rows)))
+
+    def rollout(self, step: int):
+        """Sample G completions for this step's prompts; returns (rollout, texts, row indices)."""
+        a, G = self.args, self.args.group_size
+        chosen = [i for i in self._sample_prompts(step) for _ in range(G)]  # group by group
+        prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in chosen], self.tokenizer.pad_token_id)
+        generator = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 101 + launch.rank())
+        rollout = generate(
+            self.engine.module, prompt_ids.to(self.engine.device), prompt_mask.to(self.engine.device),
+            max_new_tokens=a.max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id, temperature=a.temperature, top_p=a.top_p,
+            generator=generator if self.engine.device.type == "cpu" else None,
+        )
+        return rollout, decode_completions(self.tokenizer, rollout), chosen
+
+    def step(self, step: int) -> dict[str, float]:
+        """One GRPO step: rollouts, rewards, advantages, μ policy updates; returns metrics."""
+        a = self.args
+        t0 = time.perf_counter()
+        rollout, texts, chosen = self.rollout(step)
+        t_rollout = time.perf_counter() - t0
+        columns = {k: [self.rows[i].get(k) for i in chosen] for k in self.columns}
+        rewards, per_reward = score(texts, columns, a.rewards)
+        advantages = group_advantages(rewards, a.group_size).to(self.engine.device)
+        stats = self._optimize(rollout, advantages)
+        mask = rollout.completion_mask
+        elapsed = time.perf_counter() - t0
+        groups = rewards.view(-1, a.group_size)
+        metrics = {
+            "reward": float(rewards.mean()),
+            "reward_std": float(groups.std(dim=1).mean()),
+            "frac_zero_std_groups": float((groups.std(dim=1) == 0).float().mean()),
+            **{f"reward/{name}": _mean(values) for name, values in per_reward.items()},
+            "accuracy": _mean(per_reward["accuracy"]) if "accuracy" in per_reward else float("nan"),
+            "format_rate": _mean(get_reward("format")(texts)),
+            "response_length": float(mask.sum(dim=1).float().mean()),
+            "reflection_rate": reflection_rate(texts, a.reflection_phrases),
+            "truncated_rate": float((~rollout.finished).float().mean()),
+            **stats,
+            "lr": self.engine.get_lr()[0],
+            "rollout_s": t_rollout,
+            "step_s": elapsed,
+            "tokens_per_s": float(mask.sum()) / t_rollout,
+        }
+        if a.sample_every and (step % a.sample_every == 0 or step == 1):
+            self._write_samples(step, chosen, texts, rewards)
+        return metrics
+
+    def _optimize(self, rollout, advantages: torch.Tensor) -> dict[str, float]:
+        """μ passes over the batch in micro-batches, one optimizer step per pass."""
+        a, engine = self.args, self.engine
+        seqs, attn = rollout.sequences, rollout.attention_mask
+        start, mask, old = rollout.prompt_ids.shape[1], rollout.completion_mask, rollout.logprobs
+        B = seqs.shape[0]
+        micro = [slice(i, i + a.micro_batch) for i in range(0, B, a.micro_batch)]
+        ref = None
+        if self.ref is not None:
+            with torch.no_grad():
+                ref = torch.cat([completion_logprobs(self.ref, seqs[s], attn[s], start, a.temperature) for s in micro])
+        normalizer = {"grpo": B, "dr_grpo": B * a.max_new_tokens, "dapo": float(mask.sum().clamp(min=1))}[a.loss_type]
+        engine.train()
+        sums = {"kl": 0.0, "clipped": 0.0, "entropy": 0.0, "ratio_dev": 0.0, "loss": 0.0}
+        grad_norm = 0.0
+        for it in range(a.mu):
+            for s in micro:
+                new, entropy = completion_logprobs(engine, seqs[s], attn[s], start, a.temperature, with_entropy=True)
+                loss, st = grpo_loss(new, old[s], None if ref is None else ref[s], advantages[s], mask[s],
+                                     epsilon=a.epsilon, beta=a.beta, loss_type=a.loss_type,
+                                     max_completion_length=a.max_new_tokens, normalizer=normalizer)
+                # DeepSpeed divides by gradient_accumulation_steps (= len(micro)); undo it so
+                # the micro-batch losses add up to the loss of the whole batch.
+                engine.backward(loss * len(micro))
+                engine.step()
+                if it == 0:
+                    m = mask[s].float()
+                    sums["kl"] += float((st["kl"] * m).sum())
+                    sums["clipped"] += float((st["clipped"] * m).sum())
+                    sums["entropy"] += float((entropy * m).sum())
+                    sums["ratio_dev"] += float(((st["ratio"] - 1).abs() * m).sum())
+                    sums["loss"] += float(loss)
+            grad_norm = float(engine.get_global_grad_norm() or 0.0)
+        tokens = float(mask.sum().clamp(min=1))
+        return {"kl": sums["kl"] / tokens, "clip_fraction": sums["clipped"] / tokens,
+                "entropy": sums["entropy"] / tokens, "ratio_dev": sums["ratio_dev"] / tokens,
+                "loss": sums["loss"], "grad_norm": grad_norm}
+
+    def _write_samples(self, step: int, chosen: list[int], texts: list[str], rewards: torch.Tensor) -> None:
+        """Append the first completion of a few groups to samples.jsonl (for MLflow tables)."""
+        import json
+
+        G = self.args.group_size
+        with (self.out_dir / "samples.jsonl").open("a") as f:
+            for i in range(0, min(len(texts), 4 * G), G):
+                row = self.rows[chosen[i]]
+                f.write(json.dumps({"step": step, "id": row.get("id"), "prompt": row["prompt"],
+                                    "completion": texts[i], "reward": float(rewards[i])}) + "\n")

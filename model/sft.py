@@ -1,0 +1,162 @@
+"""Supervised fine-tuning on a DeepSpeed engine, loss on completion tokens only.
+
+Rows are ``{"prompt": question, "completion": text}``; the prompt is rendered with the
+R1-Zero template (as the chat template does) and masked out of the loss, the
+completion is followed by EOS. ``base`` pretraining uses this trainer on the
+synthetic corpus; later stages use it for cold-start, rejection-sampled SFT and
+distillation.
+
+One CPU rank: ``r1flow stage base``. N GPUs:
+``deepspeed --num_gpus N --module flows.cli stage base``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from data.formatting import r1_zero_prompt
+from infra.config import knob
+from infra.steplog import StepLog
+from model import checkpoint
+from model.engine import make_engine
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass
+class SFTArgs:
+    """Optimisation knobs shared by every SFT-style stage."""
+
+    epochs: float = knob(1.0, "Passes over the data (ignored when max_steps > 0).")
+    max_steps: int = knob(0, "Optimizer steps; 0 = derived from epochs.")
+    batch_size: int = knob(64, "Sequences per optimizer step (all ranks together).")
+    micro_batch: int = knob(64, "Sequences per forward pass per rank.")
+    lr: float = knob(3e-3, "Peak AdamW learning rate (tiny models tolerate large ones).")
+    warmup_steps: int = knob(20, "Linear warmup steps, then cosine decay to 10%.")
+    weight_decay: float = knob(0.0, "AdamW weight decay.")
+    max_grad_norm: float = knob(1.0, "Gradient clipping norm.")
+    max_length: int = knob(256, "Longest prompt + completion in tokens; longer completions are cut.")
+    checkpoint_every: int = knob(200, "Save a resumable checkpoint every N steps (0 = never).")
+    seed: int = knob(0, "Seed for data order and initialisation.")
+
+    def __post_init__(self):
+        if self.micro_batch <= 0 or self.batch_size % self.micro_batch:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch ({self.micro_batch})")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("set epochs > 0 or max_steps > 0")
+
+
+def encode_rows(tokenizer, rows: list[dict], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, completion ids + EOS) per row, the completion cut to fit ``max_length``."""
+    prompts = tokenizer([r1_zero_prompt(r["prompt"]) for r in rows])["input_ids"]
+    completions = tokenizer([" " + r["completion"].strip() for r in rows], add_special_tokens=False)["input_ids"]
+    out = []
+    for p, c in zip(prompts, completions):
+        room = max(1, max_length - len(p) - 1)
+        out.append((p, c[:room] + [tokenizer.eos_token_id]))
+    return out
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch; labels are -100 on prompt and padding so only completions count."""
+    width = max(len(p) + len(c) for p, c in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, IGNORE)
+    mask = torch.zeros_like(ids)
+    for i, (p, c) in enumerate(examples):
+        n = len(p) + len(c)
+        ids[i, :n] = torch.tensor(p + c)
+        labels[i, len(p):n] = torch.tensor(c)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def completion_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over completion tokens; also returns their count."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    # logits[:, t] predicts token t+1: shift labels left by one.
+    targets = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE
+    )
+    return loss, int((targets != IGNORE).sum())
+
+
+class SFTTrainer:
+    """Trains ``model`` on rows; resumable from ``out_dir/checkpoints``."""
+
+    def __init__(self, model, tokenizer, args: SFTArgs, out_dir: str | Path, steps: StepLog | None = None):
+        self.tokenizer, self.args, self.out_dir = tokenizer, args, Path(out_dir)
+        self.steps = steps or StepLog(self.out_dir / "steps.jsonl")
+        self.model = model
+        self.engine = None
+
+    def total_steps(self, n_rows: int) -> int:
+        """Optimizer steps for ``n_rows`` examples under the configured epochs/max_steps."""
+        a = self.args
+        return a.max_steps if a.max_steps > 0 else max(1, math.ceil(a.epochs * n_rows / a.batch_size))
+
+    def _batches(self, examples, step: int) -> list[list]:
+        """The micro-batches of optimizer step ``step`` (1-based): a seeded permutation per epoch."""
+        a, n = self.args, len(examples)
+        start = (step - 1) * a.batch_size
+        order: list[int] = []
+        while len(order) < a.batch_size:
+            epoch, offset = divmod(start + len(order), n)
+            perm = list(range(n))
+            random.Random(f"{a.seed}/{epoch}").shuffle(perm)
+            order.extend(perm[offset: offset + a.batch_size - len(order)])
+        chosen = [examples[i] for i in order]
+        return [chosen[i: i + a.micro_batch] for i in range(0, len(chosen), a.micro_batch)]
+
+    def train(self, rows: list[dict]) -> dict[str, float]:
+        """Run to the last step (resuming if a checkpoint exists); returns final metrics."""
+        from tqdm.auto import tqdm
+
+        a = self.args
+        examples = encode_rows(self.tokenizer, rows, a.max_length)
+        total = self.total_steps(len(examples))
+        self.engine = make_engine(
+            self.model, lr=a.lr, weight_decay=a.weight_decay, micro_batch=a.micro_batch,
+            grad_accum=a.batch_size // a.micro_batch, max_grad_norm=a.max_grad_norm,
+            warmup_steps=a.warmup_steps, total_steps=total,
+        )
+        ckpt_dir = self.out_dir / "checkpoints"
+        done, _, _ = checkpoint.load(self.engine, ckpt_dir)
+        self.steps.resume(done)
+        metrics: dict[str, float] = {}
+        bar = tqdm(range(done + 1, total + 1), desc="sft", initial=done, total=total, mininterval=2)
+        for step in bar:
+            metrics = self._step(examples, step)
+            self.steps(step, metrics)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+            if a.checkpoint_every and step % a.checkpoint_every == 0 and step < total:
+                checkpoint.save(self.engine, ckpt_dir, step, {})
+        return metrics
+
+    def _step(self, examples, step: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        self.engine.train()
+        losses, tokens = [], 0
+        for micro in self._batches(examples, step):
+            batch = collate(micro, self.tokenizer.pad_token_id)
+            loss, n = completion_loss(self.engine, batch)
+            self.engine.backward(loss)
+            self.engine.step()
+            losses.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
+        elapsed = time.perf_counter() - t0
+        return {
+            "loss": sum(losses) / len(losses),
+            "lr": self.engine.get_lr()[0],
+            "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+            "tokens_per_s": tokens / elapsed,
+        }

@@ -1,0 +1,95 @@
+"""Stage ``base``: the base model every other stage starts from.
+
+Embedded default: write the synthetic pretraining corpus (noisy worked solutions,
+rare "wait" re-checks, some untagged answers: see data/synthetic.py), train a
+byte-level BPE tokenizer on it, build a tiny Llama-family decoder from a config
+and pretrain it with the SFT trainer (loss on completions only). This stands in
+for DeepSeek-V3-Base: a model that can sometimes solve the tasks and rarely
+reflects, so that pure RL has behaviour to select for.
+
+Real runs name a Hugging Face causal LM in ``base.model`` (local path or hub id);
+the stage then trains nothing and records the reference for downstream stages.
+
+One CPU rank:  r1flow stage base
+N GPUs:        deepspeed --num_gpus N --module flows.cli stage base
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from data.loaders import write_jsonl
+from data.synthetic import FAMILIES, Noise, base_corpus
+from data.formatting import r1_zero_prompt
+from infra.config import knob
+from infra.io import staged_dir
+from infra.stage import stage_dir, stage_main
+from infra.steplog import StepLog
+from model import factory
+from model.sft import SFTArgs, SFTTrainer
+
+log = logging.getLogger(__name__)
+NAME = "base"
+
+
+@dataclass
+class BaseConfig(SFTArgs):
+    model: str = knob("", "A Hugging Face causal LM (path or hub id) to use as is; empty = the tiny default.")
+    corpus_size: int = knob(40000, "Worked solutions in the synthetic pretraining corpus.")
+    mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Share of each task family in the corpus.")
+    slip: float = knob(0.15, "Chance that a reasoning step of the corpus's solver is wrong.")
+    fix: float = knob(0.3, "Chance that a wrong step is followed by a 'wait , ...' re-check that repairs it.")
+    unformatted: float = knob(0.1, "Share of corpus answers written without <answer> tags.")
+    vocab_size: int = knob(512, "BPE vocabulary size of the tiny tokenizer.")
+    family: str = knob("llama", "Architecture of the tiny model: llama or qwen2.")
+    hidden_size: int = knob(128, "Width of the tiny model.")
+    num_layers: int = knob(4, "Decoder layers of the tiny model.")
+    num_heads: int = knob(4, "Attention heads.")
+    num_kv_heads: int = knob(2, "Key/value heads (grouped-query attention).")
+    intermediate_size: int = knob(384, "MLP width.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        unknown = set(self.mix) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"mix: unknown task families {sorted(unknown)}; choose from {FAMILIES}")
+        for key in ("slip", "fix", "unformatted"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be a probability in [0, 1], got {getattr(self, key)}")
+
+
+def run(cfg: BaseConfig) -> dict:
+    """Build (or reference) the base model; returns pretraining metrics."""
+    out = stage_dir(NAME)
+    if cfg.model:
+        with staged_dir(out / "model") as tmp:
+            factory.write_reference(tmp, cfg.model)
+        log.info("base: using %s as the base model (nothing trained)", cfg.model)
+        return {"trained": 0}
+    noise = Noise(slip=cfg.slip, fix=cfg.fix, unformatted=cfg.unformatted)
+    rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed)
+    write_jsonl(rows, out / "corpus.jsonl")
+    tokenizer = factory.train_tokenizer(
+        (r1_zero_prompt(r["prompt"]) + " " + r["completion"] for r in rows), vocab_size=cfg.vocab_size)
+    model = factory.build_tiny_model(
+        tokenizer, family=cfg.family, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
+        intermediate_size=cfg.intermediate_size, seed=cfg.seed)
+    trainer = SFTTrainer(model, tokenizer, cfg, out, steps=StepLog(out / "steps.jsonl"))
+    metrics = trainer.train(rows)
+    with staged_dir(out / "model") as tmp:
+        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    return {
+        **metrics, "trained": 1, "parameters": sum(p.numel() for p in model.parameters()),
+        "corpus_rows": len(rows), "corpus_reflection_share": _share(rows, "wait ,"),
+        "corpus_unformatted_share": _share(rows, "the answer is"),
+    }
+
+
+def _share(rows: list[dict], phrase: str) -> float:
+    return sum(phrase in r["completion"] for r in rows) / max(1, len(rows))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return stage_main(NAME, BaseConfig, run, argv)

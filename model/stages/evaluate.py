@@ -1,0 +1,92 @@
+"""Stage ``evaluate``: every model on every benchmark, with the paper's protocol.
+
+Writes ``artifacts/evaluate/metrics.json`` shaped ``{model: {benchmark: {"pass@1",
+"cons@k", "greedy", "mean_length", "reflection_rate", "format_rate", "n", "k"}}}``
+and the same as a Markdown table in ``artifacts/evaluate/table.md``.
+
+One CPU rank:  r1flow stage evaluate
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.tasks import load_task
+from infra.config import knob
+from infra.stage import stage_dir, stage_main
+from model import factory
+from model.evaluate import Protocol, evaluate
+from model.grpo import DEFAULT_REFLECTION
+
+log = logging.getLogger(__name__)
+NAME = "evaluate"
+
+
+@dataclass
+class EvaluateConfig:
+    models: dict = knob({"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model"},
+                        "Name -> model path or hub id.")
+    benchmarks: list = knob(["arithmetic_test", "arithmetic_hard", "countdown_test", "countdown_hard"],
+                            "Prompt sets (see data/tasks.py): synthetic splits, gsm8k, math500, aime24, humaneval, files.")
+    limit: int = knob(200, "Problems per benchmark.")
+    k: int = knob(4, "Samples per problem for pass@1 and cons@k (paper: 64).")
+    temperature: float = knob(0.6, "Sampling temperature (paper: 0.6).")
+    top_p: float = knob(0.95, "Nucleus sampling (paper: 0.95).")
+    max_new_tokens: int = knob(96, "Longest completion in tokens.")
+    batch_size: int = knob(256, "Sequences per generation batch.")
+    reflection_phrases: list = knob(DEFAULT_REFLECTION, "Phrases that count a completion as reflecting.")
+    seed: int = knob(0, "Seed for benchmark generation and sampling.")
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if not self.models or not self.benchmarks:
+            raise ValueError("models and benchmarks must not be empty")
+
+
+def run(cfg: EvaluateConfig) -> dict:
+    """Evaluate each model on each benchmark; returns {model: {benchmark: metrics}}."""
+    from tqdm.auto import tqdm
+
+    out = stage_dir(NAME)
+    protocol = Protocol(k=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+    benchmarks = {name: load_task(name, limit=cfg.limit, seed=cfg.seed + 12345) for name in cfg.benchmarks}
+    results: dict[str, dict] = {}
+    for model_name, path in cfg.models.items():
+        tokenizer = factory.load_tokenizer(path)
+        model = factory.load_model(path)
+        results[model_name] = {}
+        for bench, rows in tqdm(benchmarks.items(), desc=f"evaluate {model_name}"):
+            results[model_name][bench] = evaluate(model, tokenizer, rows, protocol, cfg.reflection_phrases)
+            log.info("%s on %s: %s", model_name, bench, results[model_name][bench])
+    (out / "table.md").write_text(markdown_table(results))
+    return results
+
+
+def markdown_table(results: dict) -> str:
+    """Benchmarks as rows, models as columns, each cell 'pass@1 / cons@k / greedy' in %."""
+    models = list(results)
+    benches = list(dict.fromkeys(b for m in models for b in results[m]))
+    lines = ["| benchmark | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for b in benches:
+        cells = []
+        for m in models:
+            r = results[m].get(b)
+            cells.append("-" if r is None else f"{100 * r['pass@1']:.1f} / {100 * r['cons@k']:.1f} / {100 * r['greedy']:.1f}")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    k = next(iter(next(iter(results.values())).values()))["k"] if results else "k"
+    return "\n".join(lines) + f"\n\nCells: pass@1 / cons@{k} / greedy accuracy, in %.\n"
+
+
+def print_table(path: str | Path = "artifacts/evaluate/metrics.json") -> None:
+    """Print the evaluation table of a finished run (used by `r1flow run`)."""
+    import json
+
+    print(markdown_table(json.loads(Path(path).read_text())))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return stage_main(NAME, EvaluateConfig, run, argv)

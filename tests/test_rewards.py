@@ -1,0 +1,398 @@
+"""Rewards on real benchmark data (../shared/data): gold answers must score 1, wrong ones 0.
+
+The files are read directly (json/gzip) so these tests do not depend on data/loaders.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from model.rewards import (
+    REWARDS,
+    answer_key,
+    extract_answer,
+    get_reward,
+    register,
+    script_of_word,
+    scripts_in,
+)
+from model.rewards.accuracy import accuracy, countdown_score
+from model.rewards.code import code, extract_code
+from model.rewards.format import format_reward
+from model.rewards.language import language_consistency
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _read_jsonl(relative: str) -> list[dict]:
+    path = DATA / relative
+    if not path.exists():
+        pytest.skip(f"benchmark file {path} is not on this machine")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _boxed(answer: str) -> str:
+    return f"<think>Some reasoning.</think>\nThe final answer is $\\boxed{{{answer}}}$."
+
+
+def _gsm8k_gold(row: dict) -> str:
+    return row["answer"].split("#### ")[-1].strip().replace(",", "")
+
+
+# --- accuracy: MATH-500 ---------------------------------------------------------------------
+
+
+def test_math500_gold_scores_one_on_its_own_row():
+    rows = _read_jsonl("math500/test.jsonl")
+    assert len(rows) == 500
+    golds = [r["answer"] for r in rows]
+    scores = accuracy([_boxed(g) for g in golds], answer=golds, source=["math500"] * len(rows))
+    failed = [(i, golds[i]) for i, s in enumerate(scores) if s != 1.0]
+    assert not failed, f"gold answers not verified against themselves: {failed}"
+
+
+def test_math500_another_rows_answer_scores_zero():
+    rows = _read_jsonl("math500/test.jsonl")
+    golds = [r["answer"] for r in rows]
+    wrong = []
+    for i, gold in enumerate(golds):
+        # The next row whose answer is a different value (`5`, `x=5` and `5` again are skipped).
+        j = next(k % len(golds) for k in range(i + 1, i + len(golds))
+                 if answer_key(golds[k % len(golds)]) != answer_key(gold))
+        wrong.append(golds[j])
+    scores = accuracy([_boxed(w) for w in wrong], answer=golds)
+    accepted = [(i, golds[i], wrong[i]) for i, s in enumerate(scores) if s != 0.0]
+    assert not accepted, f"wrong answers accepted: {accepted}"
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold"),
+    [
+        ("0.5", "\\frac{1}{2}"),
+        ("\\dfrac{1}{2}", "\\frac{1}{2}"),
+        ("1/2", "\\frac12"),
+        ("\\sqrt{117}", "3\\sqrt{13}"),
+        ("\\text{Evelyn}", "\\text{Evelyn}"),
+        ("Evelyn", "\\text{Evelyn}"),
+        ("(3, \\pi/2)", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+        ("-2, 1", "1,-2"),
+        ("\\frac{144}{2}", "72"),
+        ("72.0", "72"),
+        ("18 dollars", "18"),
+        ("x = 5", "x=5"),
+    ],
+)
+def test_equivalent_forms_score_one(pred, gold):
+    assert accuracy([f"<answer>{pred}</answer>"], answer=[gold]) == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold"),
+    [
+        ("\\text{Bob}", "\\text{Evelyn}"),
+        ("4.6667", "\\frac{14}{3}"),  # rounding is not equality
+        ("q - p", "p - q"),
+        ("71", "72"),
+        ("1,000", "100"),
+    ],
+)
+def test_different_values_score_zero(pred, gold):
+    assert accuracy([f"<answer>{pred}</answer>"], answer=[gold]) == [0.0]
+
+
+def test_accuracy_works_off_the_main_thread():
+    # math-verify's signal.alarm raises off the main thread; the reward must still answer.
+    golds = ["\\frac{1}{2}", "3\\sqrt{13}", "\\text{Evelyn}"]
+    preds = ["0.5", "\\sqrt{117}", "\\text{Bob}"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        scores = pool.submit(accuracy, [_boxed(p) for p in preds], answer=golds).result()
+    assert threading.current_thread() is threading.main_thread()
+    assert scores == [1.0, 1.0, 0.0]
+
+
+def test_accuracy_none_where_it_does_not_apply_and_zero_without_answer():
+    scores = accuracy(
+        ["\\boxed{5}", "\\boxed{5}", "I do not know", "<answer></answer>"],
+        answer=["5", None, "5", "5"],
+        tests=[None, "assert True", None, None],
+        unknown_column=[1, 2, 3, 4],
+    )
+    assert scores == [1.0, None, 0.0, 0.0]
+
+
+# --- accuracy: GSM8K and AIME ---------------------------------------------------------------
+
+
+def test_gsm8k_every_gold_scores_one_and_a_wrong_number_zero():
+    rows = _read_jsonl("gsm8k/test.jsonl")
+    assert len(rows) == 1319
+    golds = [_gsm8k_gold(r) for r in rows]
+    assert all(Decimal(g) == Decimal(g) for g in golds)  # every gold parses as a number
+    right = accuracy([f"<think>…</think><answer>{g}</answer>" for g in golds], answer=golds,
+                     source=["gsm8k"] * len(golds))
+    assert right == [1.0] * len(golds)
+    wrong = accuracy([f"<answer>{Decimal(g) + 1}</answer>" for g in golds], answer=golds)
+    assert wrong == [0.0] * len(golds)
+
+
+def test_aime_golds_score_one_and_neighbours_zero():
+    golds = [r["answer"] for r in _read_jsonl("aime24/test.jsonl")]
+    assert accuracy([_boxed(g) for g in golds], answer=golds) == [1.0] * len(golds)
+    shifted = [str(int(g) + 1) for g in golds]
+    assert accuracy([_boxed(s) for s in shifted], answer=golds) == [0.0] * len(golds)
+
+
+# --- accuracy: countdown --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "numbers", "target", "expected"),
+    [
+        ("(25 - 5) * 3 + 4", [25, 5, 3, 4], "64", 1.0),
+        ("100 / (7 - 3) + 1", [100, 7, 3, 1], "26", 1.0),  # exact division
+        ("(6 / 4) * 4", [6, 4, 4], "6", 1.0),  # duplicates allowed when given twice
+        ("8 * 3", [8, 3, 50], "24", 1.0),  # numbers may stay unused
+        ("8 * 3 = 24", [8, 3], "24", 1.0),
+        ("8 * 8", [8, 3], "64", 0.0),  # reused number
+        ("8 + 3", [8, 3], "24", 0.0),  # wrong value
+        ("7 / 2 * 2", [7, 2], "7", 0.0),  # 2 used twice
+        ("8 / (3 - 3)", [8, 3, 3], "0", 0.0),  # division by zero
+        ("2 ** 3", [2, 3], "8", 0.0),
+        ("-8 + 32", [8, 32], "24", 0.0),  # unary minus is not allowed
+        ("__import__('os').getpid()", [1], "1", 0.0),
+        ("x * 3", [8, 3], "24", 0.0),
+        ("8.0 * 3", [8, 3], "24", 0.0),
+        ("8 * 3 = 25", [8, 3], "25", 0.0),
+        ("(8 * 3", [8, 3], "24", 0.0),
+    ],
+)
+def test_countdown(expression, numbers, target, expected):
+    assert countdown_score(expression, numbers, target) == expected
+    got = accuracy([f"<answer>{expression}</answer>"], answer=[target], source=["countdown"],
+                   numbers=[numbers])
+    assert got == [expected]
+
+
+# --- format ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("<think>a\nb</think><answer>5</answer>", 1.0),
+        ("  <think>a</think>\n\n<answer>\n5\n</answer>\n", 1.0),
+        ("<think></think><answer></answer>", 1.0),
+        ("Sure! <think>a</think><answer>5</answer>", 0.0),  # text before
+        ("<think>a</think><answer>5</answer> done", 0.0),  # text after
+        ("<think>a</think> so <answer>5</answer>", 0.0),  # text between
+        ("<think>a</think>", 0.0),  # no answer
+        ("<answer>5</answer>", 0.0),  # no reasoning
+        ("<think>a</think><answer>5", 0.0),  # unclosed
+        ("<think>a</think><think>b</think><answer>5</answer>", 0.0),
+        ("<think>a</think><answer>5</answer><answer>6</answer>", 0.0),
+        ("<think>a<think>b</think><answer>5</answer>", 0.0),
+        ("<answer>5</answer><think>a</think>", 0.0),  # wrong order
+    ],
+)
+def test_format(completion, expected):
+    assert format_reward([completion]) == [expected]
+
+
+# --- code -----------------------------------------------------------------------------------
+
+
+def _humaneval_columns(rows: list[dict]) -> dict:
+    return {"tests": [r["test"] for r in rows], "entry_point": [r["entry_point"] for r in rows]}
+
+
+def test_humaneval_canonical_solutions_pass_and_wrong_bodies_fail():
+    rows = _read_jsonl("humaneval/HumanEval.jsonl.gz")
+    assert len(rows) == 164
+    columns = _humaneval_columns(rows)
+    right = code([r["prompt"] + r["canonical_solution"] for r in rows], **columns)
+    assert [r["task_id"] for r, s in zip(rows, right) if s != 1.0] == []
+    wrong = code([r["prompt"] + "    return None\n" for r in rows], **columns)
+    assert [r["task_id"] for r, s in zip(rows, wrong) if s != 0.0] == []
+
+
+def test_code_takes_the_last_python_block():
+    completion = (
+        "<think>```python\ndef add(a, b):\n    return a - b\n```</think>\n"
+        "First try:\n```python\ndef add(a, b):\n    return 0\n```\n"
+        "Fixed:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."
+    )
+    assert "a + b" in extract_code(completion)
+    tests = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+    scores = code([completion, completion], tests=[tests, None], entry_point=["add", None])
+    assert scores == [1.0, None]
+
+
+def test_code_exiting_before_the_tests_fails():
+    tests = "def check(candidate):\n    assert False\n"
+    for body in ("import sys\nsys.exit(0)", "import os\nos._exit(0)"):
+        assert code([f"def f():\n    pass\n{body}\n"], tests=[tests], entry_point=["f"]) == [0.0]
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie is dead, only not yet reaped by its new parent
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline and _process_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1]) if stat else None
+        if parent == pid and _process_alive(int(entry.name)):
+            children.append(int(entry.name))
+    return children
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scans /proc")
+def test_endless_loop_is_stopped_in_time_and_leaves_nothing_behind(tmp_path):
+    marker = f"r1flow-test-{uuid.uuid4().hex}"
+    pid_file = tmp_path / "grandchild.pid"
+    program = textwrap.dedent(f"""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"])
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        def f():
+            return 1
+        while True:
+            pass
+    """)
+    tests = "def check(candidate):\n    assert candidate() == 1\n"
+    limit = 2.0
+    start = time.monotonic()
+    scores = code([program, "while True:\n    pass\n"], tests=[tests, tests],
+                  entry_point=["f", "f"], timeout=limit)
+    elapsed = time.monotonic() - start
+    assert scores == [0.0, 0.0]
+    assert elapsed < limit + 3.0
+    assert pid_file.exists(), "the grandchild was never started, so nothing was tested"
+    time.sleep(0.2)  # SIGKILL delivery is asynchronous
+    assert not _process_alive(int(pid_file.read_text()))
+    assert _processes_with(marker) == []
+    assert _children_of(os.getpid()) == []
+
+
+def test_code_cannot_reach_the_network():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        tests = textwrap.dedent(f"""
+            import socket
+            def check(candidate):
+                socket.create_connection(("127.0.0.1", {port}), timeout=1).close()
+        """)
+        assert code(["def f():\n    pass\n"], tests=[tests], entry_point=["f"]) == [0.0]
+    # The same program without the connection passes: the 0.0 above is the network block.
+    tests = "def check(candidate):\n    candidate()\n"
+    assert code(["def f():\n    pass\n"], tests=[tests], entry_point=["f"]) == [1.0]
+
+
+# --- language consistency --------------------------------------------------------------------
+
+
+def test_language_consistency():
+    english = "<think>First add x and y, then divide by \\frac{1}{2}.</think><answer>3</answer>"
+    half = "<think>we compute сумму, затем</think><answer>3</answer>"
+    no_words = "<think>1 + 2 = 3, x = θ</think><answer>3</answer>"
+    assert language_consistency([english, half, no_words]) == [1.0, 0.5, None]
+    assert language_consistency([half], language=["ru"]) == [0.5]
+    assert language_consistency(["<think>我们先计算 sum</think>"], language="zh") == [0.5]
+    assert language_consistency(["plain text without tags"], language=["en-US"]) == [1.0]
+    with pytest.raises(KeyError, match="known"):
+        language_consistency(["text"], language="xx")
+
+
+def test_scripts():
+    assert script_of_word("hello") == "Latin"
+    assert script_of_word("привет") == "Cyrillic"
+    assert script_of_word("计算") == "Han"
+    assert script_of_word("ひらがな") == "Hiragana"
+    assert script_of_word("λόγος") == "Greek"
+    assert script_of_word("123+4") is None
+    assert scripts_in("Let x = 2, тогда 计算 y.") == {"Latin", "Cyrillic", "Han"}
+    assert scripts_in("1 + 2 = 3") == set()
+
+
+# --- answers and registry ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("<answer>4</answer> and later <answer>5</answer>", "5"),
+        ("\\boxed{3} then \\boxed{\\frac{1}{\\sqrt{2}}}", "\\frac{1}{\\sqrt{2}}"),
+        ("\\fbox{7}", "7"),
+        ("<answer>The answer is \\boxed{9}</answer>", "9"),
+        ("\\boxed{1} and a cut-off \\boxed{\\frac{1}{2}", "1"),
+        ("no final answer here", None),
+    ],
+)
+def test_extract_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_answer_key_groups_equivalent_spellings():
+    assert answer_key("\\dfrac{1}{2}") == answer_key("\\frac12") == answer_key(" \\frac{1}{2} ")
+    assert answer_key("1,000.0") == answer_key("$1000$") == answer_key("1000.")
+    assert answer_key("\\left( 3, \\frac{\\pi}{2} \\right)") == answer_key("(3,\\frac{\\pi}{2})")
+    assert answer_key("x = 5") == answer_key("5")
+    assert answer_key("1,2") != answer_key("12")
+    assert answer_key("\\frac{1}{2}") != answer_key("\\frac{1}{3}")
+
+
+def test_registry():
+    assert set(REWARDS) >= {"accuracy", "format", "code", "language_consistency"}
+    assert get_reward("format")(["<think>a</think><answer>b</answer>"]) == [1.0]
+    with pytest.raises(KeyError) as excinfo:
+        get_reward("no_such_reward")
+    for name in ("accuracy", "format", "code", "language_consistency"):
+        assert name in str(excinfo.value)
+
+    @register("test_constant")
+    def constant(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    try:
+        assert get_reward("test_constant")(["x"], answer=["y"]) == [1.0]
+        with pytest.raises(ValueError, match="already registered"):
+            register("test_constant")(lambda completions, **kwargs: [])
+    finally:
+        del REWARDS["test_constant"]

@@ -1,0 +1,275 @@
+"""Rollout engine tests.
+
+Sampling, masking and stopping are checked exactly against a mock model whose next-token
+logits are a fixed table indexed by the last input token (no weights involved); the KV cache
+and position-id conventions are checked against one full forward of a tiny random Qwen2.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from model import rollout as rollout_module
+from model.rollout import completion_logprobs, decode_completions, generate, left_pad, sample_next
+
+PAD = 0
+EOS = 2
+
+
+class TableLM(nn.Module):
+    """Mock causal LM: logits at position t are `table[input_ids[:, t]]`.
+
+    Records every call (inputs, masks, positions, the cache it was handed, its mode) so the
+    tests can check what the engine feeds it. The "cache" it returns is just a call counter.
+    """
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", table.float())
+        self.calls: list[SimpleNamespace] = []
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True, **kw):
+        self.calls.append(SimpleNamespace(
+            input_ids=input_ids.clone(), attention_mask=attention_mask.clone(), position_ids=position_ids.clone(),
+            cache=past_key_values, training=self.training, inference=torch.is_inference_mode_enabled(),
+        ))
+        return SimpleNamespace(logits=self.table[input_ids], past_key_values=("cache", len(self.calls)))
+
+
+class CacheKwargLM(TableLM):
+    """Same mock with the transformers >= 5 keyword (`cache`) instead of `past_key_values`."""
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=True, **kw):
+        out = super().forward(input_ids, attention_mask, position_ids, past_key_values=cache)
+        return SimpleNamespace(logits=out.logits, cache=out.past_key_values)
+
+
+def chain_table(next_token: dict[int, int], vocab: int = 8) -> torch.Tensor:
+    """(V, V) logits whose argmax after token i is next_token[i], with distinct runner-ups."""
+    table = torch.arange(vocab, dtype=torch.float32).repeat(vocab, 1) * 0.1  # (V, V)
+    for i, j in next_token.items():
+        table[i, j] = 5.0
+    return table
+
+
+# 1 -> 3 -> 4 -> 5 -> EOS(2) -> 0 -> 1 ...; 6 -> 7 -> 6 never reaches EOS.
+CHAIN = {0: 1, 1: 3, 3: 4, 4: 5, 5: EOS, EOS: 0, 6: 7, 7: 6}
+
+
+def test_left_pad_right_aligns_tokens():
+    ids, mask = left_pad([[5, 6, 7], [9], [3, 4]], pad_token_id=PAD)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 9], [0, 3, 4]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
+    assert ids.dtype == mask.dtype == torch.long
+
+
+def test_greedy_follows_argmax_chain_and_stops_per_row():
+    model = TableLM(chain_table(CHAIN))
+    ids, mask = left_pad([[6, 1], [4], [7, 6, 5]], PAD)  # EOS after 4, 2 and 1 tokens
+    r = generate(model, ids, mask, max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)
+    assert r.completion_ids.tolist() == [[3, 4, 5, EOS], [5, EOS, PAD, PAD], [EOS, PAD, PAD, PAD]]
+    assert r.completion_mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]]
+    assert r.finished.tolist() == [True, True, True]
+    # greedy logprobs are log_softmax(logits) at the argmax; 0 after EOS
+    prev = torch.tensor([[1, 3, 4, 5], [4, 5, 0, 0], [5, 0, 0, 0]])
+    expected = torch.log_softmax(model.table[prev], dim=-1).gather(-1, r.completion_ids[..., None]).squeeze(-1)
+    assert torch.equal(r.logprobs, expected * r.completion_mask)
+    assert r.sequences.shape == r.attention_mask.shape == (3, 3 + 4)
+    assert torch.equal(r.attention_mask, torch.cat([mask, r.completion_mask], dim=1))
+
+
+def test_decode_feeds_last_token_positions_mask_and_cache():
+    model = TableLM(chain_table(CHAIN))
+    ids, mask = left_pad([[6, 1], [4]], PAD)
+    r = generate(model, ids, mask, max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)
+    # one prefill + one forward per further step; the loop ends the step the last row hits EOS
+    assert len(model.calls) == r.completion_ids.shape[1] == 4
+    prefill, first, *_, last = model.calls
+    assert prefill.position_ids.tolist() == [[0, 1], [0, 0]]  # left padding does not shift positions
+    assert prefill.cache is None
+    assert first.input_ids.tolist() == [[3], [5]] and first.position_ids.tolist() == [[2], [1]]
+    assert first.cache == ("cache", 1)  # whatever the model returned is handed back
+    # row 1 finished at step 1: it is fed PAD, masked out, from then on
+    assert last.input_ids.tolist() == [[5], [PAD]]
+    assert last.attention_mask.tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 1, 0]]
+    assert last.position_ids.tolist() == [[4], [3]]
+
+
+def test_cache_keyword_follows_forward_signature():
+    model = CacheKwargLM(chain_table(CHAIN))
+    generate(model, *left_pad([[1]], PAD), max_new_tokens=5, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)
+    assert [c.cache for c in model.calls] == [None, ("cache", 1), ("cache", 2), ("cache", 3)]
+
+
+def test_runs_to_max_new_tokens_without_eos():
+    model = TableLM(chain_table(CHAIN))
+    r = generate(model, *left_pad([[6], [1]], PAD), max_new_tokens=6, eos_token_id=EOS, pad_token_id=PAD,
+                 temperature=0.0)
+    assert r.completion_ids.tolist()[0] == [7, 6, 7, 6, 7, 6]
+    assert r.completion_mask.tolist() == [[1] * 6, [1, 1, 1, 1, 0, 0]]
+    assert r.finished.tolist() == [False, True]
+    assert len(model.calls) == 6  # no forward for a token that would never be sampled
+
+
+def test_multiple_eos_ids_and_pad_equal_to_eos():
+    model = TableLM(chain_table(CHAIN))
+    r = generate(model, *left_pad([[1], [3]], PAD), max_new_tokens=10, eos_token_id=[EOS, 5], pad_token_id=EOS,
+                 temperature=0.0)
+    # 1 -> 3 -> 4 -> 5(stop); 3 -> 4 -> 5(stop)
+    assert r.completion_ids.tolist() == [[3, 4, 5], [4, 5, EOS]]
+    assert r.completion_mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_restores_modes_and_tracks_no_gradients():
+    model = TableLM(chain_table(CHAIN))
+    model.train()
+    frozen = nn.Linear(1, 1).eval()
+    model.frozen = frozen
+    r = generate(model, *left_pad([[5]], PAD), max_new_tokens=3, eos_token_id=EOS, pad_token_id=PAD)
+    assert all(not c.training and c.inference for c in model.calls)
+    assert model.training and not frozen.training  # each submodule gets its own mode back
+    # outputs are ordinary tensors, usable later inside autograd (e.g. as embedding indices)
+    assert not any(t.is_inference() for t in (r.sequences, r.attention_mask, r.logprobs, r.finished))
+
+
+NUCLEUS_PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
+
+
+def _draw(logits: torch.Tensor, n: int, *, temperature=1.0, top_p=1.0, seed=0):
+    """n samples from one row of logits via sample_next on an (n, V) batch."""
+    g = torch.Generator().manual_seed(seed)
+    return sample_next(logits.expand(n, -1), temperature=temperature, top_p=top_p, generator=g)
+
+
+@pytest.mark.parametrize(
+    "temperature, top_p, kept",
+    [
+        (1.0, 0.8, {0, 1}),  # 0.5 + 0.3 reaches 0.8 exactly
+        (1.0, 0.81, {0, 1, 2}),
+        (1.0, 1e-9, {0}),  # the top token always survives
+        (0.5, 0.9, {0, 1}),  # temperature sharpens first: probs ~ [0.685, 0.247, 0.062, 0.007]
+        (1.0, 1.0, {0, 1, 2, 3}),
+    ],
+)
+def test_top_p_keeps_exactly_the_nucleus(temperature, top_p, kept):
+    logits = NUCLEUS_PROBS.log()
+    tokens, _ = _draw(logits, 20_000, temperature=temperature, top_p=top_p)
+    assert set(tokens.tolist()) == kept
+
+
+def test_top_p_samples_renormalised_nucleus():
+    tokens, _ = _draw(NUCLEUS_PROBS.log(), 20_000, top_p=0.8)
+    freq = torch.bincount(tokens, minlength=4).float() / len(tokens)
+    assert torch.allclose(freq, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.015)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_frequencies_match_tempered_softmax(temperature):
+    logits = torch.tensor([1.0, -0.5, 2.0, 0.0, -3.0, 1.5])
+    tokens, _ = _draw(logits, 40_000, temperature=temperature)
+    freq = torch.bincount(tokens, minlength=6).float() / len(tokens)
+    assert torch.allclose(freq, torch.softmax(logits / temperature, dim=-1), atol=0.01)
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (1.3, 0.6), (0.0, 1.0)])
+def test_logprobs_are_the_untruncated_tempered_distribution(temperature, top_p):
+    logits = torch.randn(64, 11, generator=torch.Generator().manual_seed(3)) * 2
+    tokens, logprobs = sample_next(logits, temperature=temperature, top_p=top_p,
+                                   generator=torch.Generator().manual_seed(0))
+    scaled = logits / temperature if temperature > 0 else logits
+    assert logprobs.dtype == torch.float32
+    assert torch.equal(logprobs, torch.log_softmax(scaled, dim=-1).gather(1, tokens[:, None]).squeeze(1))
+    if temperature == 0:
+        assert torch.equal(tokens, logits.argmax(-1))
+
+
+def test_same_seed_same_rollout():
+    table = torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
+    ids, mask = left_pad([[1, 2, 3], [4], [5, 6]] * 4, PAD)
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return generate(TableLM(table), ids, mask, max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD,
+                        temperature=1.0, top_p=0.9, generator=g)
+
+    a, b, c = run(7), run(7), run(8)
+    assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.logprobs, b.logprobs)
+    assert not torch.equal(a.sequences, c.sequences)
+
+
+def test_decode_completions_uses_masked_tokens_only():
+    class Tokenizer:
+        def decode(self, ids, skip_special_tokens=False):
+            assert skip_special_tokens
+            return " ".join(map(str, ids))
+
+    model = TableLM(chain_table(CHAIN))
+    r = generate(model, *left_pad([[1], [4]], PAD), max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD,
+                 temperature=0.0)
+    assert decode_completions(Tokenizer(), r) == ["3 4 5 2", "5 2"]
+
+
+# --- a real tiny Qwen2: KV cache, positions and padding against full forwards -----------------
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=64, vocab_size=50, max_position_embeddings=128)
+    return Qwen2ForCausalLM(config).eval()
+
+
+QWEN_PROMPTS = [[11, 12, 13, 14, 15, 16, 17], [21, 22, 23], [31, 32, 33, 34, 35], [41]]
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.8, 1.0), (1.0, 0.9), (0.0, 1.0)])
+def test_cached_logprobs_match_one_full_forward(qwen, temperature, top_p):
+    ids, mask = left_pad(QWEN_PROMPTS, PAD)
+    # an EOS the random model actually emits makes rows stop at different steps
+    eos = [7, 19, 23, 42]
+    r = generate(qwen, ids, mask, max_new_tokens=16, eos_token_id=eos, pad_token_id=PAD,
+                 temperature=temperature, top_p=top_p, generator=torch.Generator().manual_seed(0))
+    recomputed = completion_logprobs(qwen, r.sequences, r.attention_mask, ids.shape[1], temperature=temperature)
+    assert recomputed.shape == r.logprobs.shape
+    assert torch.allclose(recomputed, r.logprobs, atol=1e-5, rtol=0)
+    assert (recomputed[r.completion_mask == 0] == 0).all()
+
+
+def test_completion_logprobs_has_gradients(qwen):
+    ids, mask = left_pad(QWEN_PROMPTS, PAD)
+    r = generate(qwen, ids, mask, max_new_tokens=4, eos_token_id=EOS, pad_token_id=PAD,
+                 generator=torch.Generator().manual_seed(0))
+    qwen.zero_grad()
+    completion_logprobs(qwen, r.sequences, r.attention_mask, ids.shape[1]).sum().backward()
+    assert qwen.lm_head.weight.grad is not None and qwen.lm_head.weight.grad.abs().sum() > 0
+    qwen.zero_grad()
+
+
+def test_greedy_is_padding_invariant(qwen):
+    ids, mask = left_pad(QWEN_PROMPTS, PAD)
+    kw = dict(max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)
+    batched = generate(qwen, ids, mask, **kw)
+    for row, prompt in enumerate(QWEN_PROMPTS):
+        alone = generate(qwen, *left_pad([prompt], PAD), **kw)
+        n = int(alone.completion_mask.sum())
+        assert batched.completion_ids[row, :n].tolist() == alone.completion_ids[0, :n].tolist()
+        assert torch.allclose(batched.logprobs[row, :n], alone.logprobs[0, :n], atol=1e-5, rtol=0)
+
+
+def test_preallocated_cache_matches_stock_dynamic_cache(qwen, monkeypatch):
+    from transformers.cache_utils import DynamicCache
+
+    ids, mask = left_pad(QWEN_PROMPTS, PAD)
+    kw = dict(max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)
+    fast = generate(qwen, ids, mask, **kw)
+    cache = rollout_module._preallocated_cache(qwen, 8)
+    assert all(type(layer).__name__ == "GrowingLayer" for layer in cache.layers)
+    monkeypatch.setattr(rollout_module, "_preallocated_cache", lambda m, capacity: DynamicCache(config=m.config))
+    stock = generate(qwen, ids, mask, **kw)
+    assert torch.equal(fast.completion_ids, stock.completion_ids)
+    assert torch.allclose(fast.logprobs, stock.logprobs, atol=1e-6, rtol=0)
