@@ -86,7 +86,10 @@ class GRPOArgs:
         if batch % self.micro_batch:
             raise ValueError(f"prompts_per_step x group_size ({batch}) must be a multiple of micro_batch ({self.micro_batch})")
         for name in self.rewards:
-            get_reward(name)  # unknown names fail here, with the list of known ones
+            try:
+                get_reward(name)
+            except KeyError as err:
+                raise ValueError(f"rewards: {err.args[0]}") from None
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:

@@ -250,6 +250,22 @@ def test_completion_logprobs_has_gradients(qwen):
     qwen.zero_grad()
 
 
+def test_completion_entropy_is_that_of_the_tempered_distribution(qwen):
+    ids, mask = left_pad(QWEN_PROMPTS, PAD)
+    r = generate(qwen, ids, mask, max_new_tokens=6, eos_token_id=[7, 19], pad_token_id=PAD,
+                 generator=torch.Generator().manual_seed(1))
+    P, T = ids.shape[1], 0.7
+    logp, entropy = completion_logprobs(qwen, r.sequences, r.attention_mask, P, T, with_entropy=True)
+    assert torch.equal(logp, completion_logprobs(qwen, r.sequences, r.attention_mask, P, T))
+    with torch.no_grad():
+        positions = (r.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = qwen(input_ids=r.sequences, attention_mask=r.attention_mask, position_ids=positions).logits
+        dist = torch.log_softmax(logits[:, P - 1 : -1] / T, dim=-1)
+        expected = -(dist.exp() * dist).sum(-1) * r.completion_mask
+    assert torch.allclose(entropy, expected, atol=1e-5, rtol=0)
+    assert not entropy.requires_grad
+
+
 def test_greedy_is_padding_invariant(qwen):
     ids, mask = left_pad(QWEN_PROMPTS, PAD)
     kw = dict(max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)

@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny tokenizer + model trained in-process, saved like a hub model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide Llama with the project's tokenizer, saved with save_pretrained."""
+    from data.formatting import r1_zero_prompt
+    from data.synthetic import Noise, base_corpus
+    from model import factory
+
+    rows = base_corpus(400, mix={"arithmetic": 0.75, "countdown": 0.25}, noise=Noise(), seed=0)
+    tokenizer = factory.train_tokenizer(
+        (r1_zero_prompt(r["prompt"]) + " " + r["completion"] for r in rows), vocab_size=300)
+    model = factory.build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2,
+                                     num_kv_heads=1, intermediate_size=64, seed=0)
+    return factory.save_pretrained(model, tokenizer, tmp_path_factory.mktemp("tiny") / "model")
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 600, **kwargs):
+    """Run `r1flow ...` in a subprocess (as a user would), returning the CompletedProcess."""
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)

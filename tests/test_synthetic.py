@@ -1,0 +1,79 @@
+"""Synthetic tasks: seeded, disjoint splits, gold answers the checker accepts."""
+
+from __future__ import annotations
+
+import random
+
+from data.synthetic import Noise, base_corpus, make_rows, solve_arithmetic, solve_countdown, split_of
+from data.tasks import load_task
+from model.rewards import get_reward
+
+
+def test_rows_are_seeded_and_ids_unique():
+    a = make_rows("arithmetic", "test", 50, seed=1)
+    assert a == make_rows("arithmetic", "test", 50, seed=1)
+    assert a != make_rows("arithmetic", "test", 50, seed=2)
+    assert len({r["id"] for r in a}) == 50
+
+
+def test_splits_are_disjoint_by_problem():
+    for family in ("arithmetic", "countdown"):
+        train = {r["prompt"] for r in make_rows(family, "train", 2000)}
+        test = {r["prompt"] for r in make_rows(family, "test", 150)}
+        hard = {r["prompt"] for r in make_rows(family, "hard", 150)}
+        assert not train & test and not train & hard and not test & hard
+
+
+def test_hard_split_is_harder():
+    easy = max(len(r["answer"]) for r in make_rows("arithmetic", "test", 100))
+    hard = min(len(r["answer"]) for r in make_rows("arithmetic", "hard", 100))
+    assert hard >= easy
+    assert all(len(r["numbers"]) == 4 for r in make_rows("countdown", "hard", 20))
+
+
+def test_noiseless_solver_is_always_right():
+    accuracy = get_reward("accuracy")
+    clean = Noise(slip=0.0, fix=0.0, unformatted=0.0)
+    rng = random.Random(0)
+    for family in ("arithmetic", "countdown"):
+        rows = make_rows(family, "train", 200)
+        texts = []
+        for row in rows:
+            if family == "arithmetic":
+                a, b = (int(x) for x in row["prompt"].removeprefix("Compute ").split(" + "))
+                _, answer = solve_arithmetic([a, b], rng, clean)
+            else:
+                _, answer = solve_countdown(row["numbers"], int(row["answer"]), rng, clean)
+            texts.append(f"<answer> {answer} </answer>")
+        columns = {k: [r.get(k) for r in rows] for k in ("answer", "source", "numbers")}
+        assert accuracy(texts, **columns) == [1.0] * len(rows), family
+
+
+def test_corpus_is_noisy_as_configured():
+    rows = base_corpus(3000, mix={"arithmetic": 0.75, "countdown": 0.25}, noise=Noise(0.15, 0.3, 0.1))
+    assert all(split_of(_key(r)) == "train" for r in rows if r["source"] == "arithmetic")
+    accuracy = get_reward("accuracy")(
+        [r["completion"] for r in rows], answer=[r["answer"] for r in rows],
+        source=[r["source"] for r in rows], numbers=[r.get("numbers") for r in rows])
+    correct = sum(accuracy) / len(rows)
+    reflecting = sum("wait ," in r["completion"] for r in rows) / len(rows)
+    untagged = sum("<answer>" not in r["completion"] for r in rows) / len(rows)
+    assert 0.45 < correct < 0.85  # wrong often enough for RL to have something to fix
+    assert 0.02 < reflecting < 0.3  # reflection is rare, not absent
+    assert 0.07 < untagged < 0.13
+
+
+def _key(row):
+    return row["prompt"].removeprefix("Compute ").replace(" ", "")
+
+
+def test_load_task_names():
+    assert len(load_task("countdown_test", limit=10)) == 10
+    rows = load_task("synthetic", limit=40, mix={"arithmetic": 3, "countdown": 1})
+    assert sum(r["source"] == "countdown" for r in rows) == 10
+    assert len(load_task("gsm8k", limit=5)) == 5
+
+
+def test_small_problem_space_ends_instead_of_hanging():
+    rows = make_rows("countdown", "test", 100_000)
+    assert 50 < len(rows) < 1000
