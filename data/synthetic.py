@@ -3,7 +3,7 @@
 Two task families, each with a checker-friendly gold answer:
 
 - ``arithmetic``: multi-digit addition ("Compute 347 + 589"), answer an integer.
-- ``countdown``: reach a target from given numbers with + - * ("Use 3 7 9 to make 30"),
+- ``countdown``: reach a target from given numbers with + and - ("Use 3 7 9 to make 13"),
   any expression using each number at most once is correct; rows carry ``numbers``.
 
 Splits are disjoint by problem: a problem's key (e.g. ``347+589``) is hashed
@@ -11,13 +11,15 @@ into train (90%) or test (10%); ``hard`` draws from a larger size (more digits,
 more numbers) that the train split never contains, for generalisation.
 
 The worked solutions are the "pretraining corpus" of the tiny base model. They
-are written by a deliberately fallible solver: a step slips with probability
-``slip`` (a forgotten carry, an off-by-one sum); after a slip an explicit
+are written by a deliberately fallible solver: a column with a carry coming in
+drops it with probability ``forget_carry``, any step is off by one with
+probability ``slip``; after a wrong step an explicit
 re-check ("wait , 4 + 8 + 1 = 13 ...") repairs it with probability ``fix``,
 otherwise the error flows into the final answer; a share ``unformatted`` of the
-completions drops the ``<answer>`` tags. The base model therefore answers
-correctly only part of the time and reflects rarely, which leaves pure RL
-something to amplify - the R1-Zero setting in miniature.
+completions drops the ``<answer>`` tags. The forgotten carry is a coin flip the
+model learns as such, so sampling at temperature 0.6 does not remove it: the base
+model answers correctly only part of the time and reflects rarely, which leaves
+pure RL something to select for - the R1-Zero setting in miniature.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ SIZES = {
 class Noise:
     """How fallible the corpus's solver is."""
 
-    slip: float = 0.15
-    fix: float = 0.3
-    unformatted: float = 0.1
+    slip: float = 0.05  # any step: the result is off by one
+    forget_carry: float = 0.4  # a column with a carry coming in: the carry is dropped
+    fix: float = 0.3  # after a wrong step: "wait , <the step redone>" repairs it
+    unformatted: float = 0.25  # the answer is given without <answer> tags
 
 
 def split_of(key: str) -> str:
@@ -85,11 +88,10 @@ def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise) -> tupl
         y = int(ys[i]) if i < len(ys) else 0
         true = x + y + carry
         shown_carry, total = carry, true
-        if rng.random() < noise.slip:
-            if carry and rng.random() < 0.5:  # forgot the carry
-                shown_carry, total = 0, x + y
-            else:  # off by one
-                total = max(0, true + rng.choice((-1, 1)))
+        if carry and rng.random() < noise.forget_carry:
+            shown_carry, total = 0, x + y
+        elif rng.random() < noise.slip:
+            total = max(0, true + rng.choice((-1, 1)))
         steps.append(_column_step(x, y, shown_carry, total))
         if total != true and rng.random() < noise.fix:
             steps.append("wait , " + _column_step(x, y, carry, true))
@@ -106,7 +108,11 @@ def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise) -> tupl
 
 # ----------------------------------------------------------------------------- countdown
 
-OPS = ("+", "-", "*")
+# + and - only: every intermediate value is a one- or two-digit sum or difference the tiny
+# model also practises in `arithmetic`, so the search (which numbers, which order) is the
+# hard part. The accuracy reward accepts * and / too.
+OPS = ("+", "-")
+COUNTDOWN_MAX = 15  # numbers are drawn from 1..COUNTDOWN_MAX
 
 
 def _apply(op: str, x: int, y: int) -> int:
@@ -137,10 +143,10 @@ def render_chain(numbers: tuple[int, ...], ops: tuple[str, ...]) -> str:
 def _countdown_problem(rng: random.Random, size: tuple[int, int]) -> dict:
     n = rng.randint(*size)
     while True:
-        numbers = tuple(rng.randint(1, 9) for _ in range(n))
+        numbers = tuple(rng.randint(1, COUNTDOWN_MAX) for _ in range(n))
         ops = tuple(rng.choice(OPS) for _ in range(n - 1))
         values = _chain_values(numbers, ops)
-        if values and 2 <= values[-1] <= 99 and values[-1] not in numbers:
+        if values and 2 <= values[-1] and values[-1] not in numbers:
             target = values[-1]
             shown = sorted(numbers)
             return {

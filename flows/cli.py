@@ -22,10 +22,16 @@ PIPELINE = ["base", "r1_zero", "evaluate"]
 
 
 def run_stage(name: str, argv: list[str]) -> dict:
-    """Import the stage module and call its ``main``."""
+    """Import the stage module and call its ``main``; bad input ends with a one-line error."""
+    from data.schema import DatasetError
+    from infra.config import ConfigError
+
     if name not in STAGES:
         raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
-    return importlib.import_module(STAGES[name]).main(argv)
+    try:
+        return importlib.import_module(STAGES[name]).main(argv)
+    except (ConfigError, DatasetError) as err:
+        raise SystemExit(f"r1flow stage {name}: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from infra import launch
-from infra.config import ConfigError, config_help, load_stage_config, to_dict
+from infra.config import config_help, load_stage_config, to_dict
 from infra.io import write_json
 from infra.logs import setup_logging
 
@@ -46,10 +46,7 @@ def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: li
     """Load config, run the stage, write its metrics; the same from a terminal, DVC or Prefect."""
     setup_logging()
     args = parse_args(name, config_cls, argv)
-    try:
-        cfg = load_stage_config(config_cls, name, args.params, args.overrides)
-    except ConfigError as err:
-        raise SystemExit(f"r1flow stage {name}: {err}") from None
+    cfg = load_stage_config(config_cls, name, args.params, args.overrides)
     log.info("stage %s config: %s", name, to_dict(cfg))
     started = time.time()
     metrics = run(cfg)

@@ -24,8 +24,7 @@ class StepLog:
 
     def resume(self, step: int) -> None:
         """Keep only the lines of steps <= ``step`` (0 = start afresh)."""
-        rows = [r for r in self.read() if r["step"] <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        truncate_jsonl(self.path, step)
 
     def __call__(self, step: int, metrics: dict) -> None:
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
@@ -39,3 +38,12 @@ class StepLog:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: str | Path, step: int) -> None:
+    """Drop the lines of a ``{"step": n, ...}`` JSONL file whose step is past ``step``."""
+    path = Path(path)
+    if not path.exists():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))

@@ -38,7 +38,7 @@ import torch
 
 from infra import launch
 from infra.config import knob
-from infra.steplog import StepLog
+from infra.steplog import StepLog, truncate_jsonl
 from data.formatting import r1_zero_prompt
 from model import checkpoint
 from model.engine import make_engine
@@ -67,7 +67,7 @@ class GRPOArgs:
     top_p: float = knob(1.0, "Rollout nucleus sampling.")
     max_new_tokens: int = knob(96, "Longest completion in tokens.")
     rewards: dict = knob({"accuracy": 1.0, "format": 0.5}, "Reward name -> weight; the sum is r_i.")
-    lr: float = knob(5e-4, "AdamW learning rate.")
+    lr: float = knob(2e-4, "AdamW learning rate.")
     warmup_steps: int = knob(0, "Linear warmup steps.")
     weight_decay: float = knob(0.0, "AdamW weight decay.")
     max_grad_norm: float = knob(1.0, "Gradient clipping norm.")
@@ -165,6 +165,16 @@ def score(texts: list[str], columns: dict[str, list], weights: dict[str, float])
     return total, per_reward
 
 
+def _by_source(values: list | None, sources: list | None) -> dict[str, float]:
+    """``accuracy/<source>`` for each task source in the batch (e.g. arithmetic, countdown)."""
+    if not values or not sources:
+        return {}
+    groups: dict[str, list] = {}
+    for value, source in zip(values, sources):
+        groups.setdefault(f"accuracy/{source}", []).append(value)
+    return {key: _mean(vals) for key, vals in groups.items()}
+
+
 def _mean(values) -> float:
     values = [v for v in values if v is not None]
     return float(sum(values) / len(values)) if values else float("nan")
@@ -218,6 +228,7 @@ class GRPOTrainer:
         if self.ref is not None and "reference" in extra:
             self.ref.load_state_dict(extra["reference"])
         self.steps.resume(done)
+        truncate_jsonl(self.out_dir / "samples.jsonl", done)
         metrics: dict[str, float] = {}
         bar = tqdm(range(done + 1, a.steps + 1), desc="grpo", initial=done, total=a.steps, mininterval=2)
         for step in bar:
@@ -271,6 +282,7 @@ class GRPOTrainer:
             "frac_zero_std_groups": float((groups.std(dim=1) == 0).float().mean()),
             **{f"reward/{name}": _mean(values) for name, values in per_reward.items()},
             "accuracy": _mean(per_reward["accuracy"]) if "accuracy" in per_reward else float("nan"),
+            **_by_source(per_reward.get("accuracy"), columns.get("source")),
             "format_rate": _mean(get_reward("format")(texts)),
             "response_length": float(mask.sum(dim=1).float().mean()),
             "reflection_rate": reflection_rate(texts, a.reflection_phrases),

@@ -38,9 +38,10 @@ class BaseConfig(SFTArgs):
     model: str = knob("", "A Hugging Face causal LM (path or hub id) to use as is; empty = the tiny default.")
     corpus_size: int = knob(40000, "Worked solutions in the synthetic pretraining corpus.")
     mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Share of each task family in the corpus.")
-    slip: float = knob(0.15, "Chance that a reasoning step of the corpus's solver is wrong.")
+    slip: float = knob(0.05, "Chance that a step of the corpus's solver is off by one.")
+    forget_carry: float = knob(0.4, "Chance that the solver drops a carry coming into a column.")
     fix: float = knob(0.3, "Chance that a wrong step is followed by a 'wait , ...' re-check that repairs it.")
-    unformatted: float = knob(0.1, "Share of corpus answers written without <answer> tags.")
+    unformatted: float = knob(0.25, "Share of corpus answers written without <answer> tags.")
     vocab_size: int = knob(512, "BPE vocabulary size of the tiny tokenizer.")
     family: str = knob("llama", "Architecture of the tiny model: llama or qwen2.")
     hidden_size: int = knob(128, "Width of the tiny model.")
@@ -54,7 +55,7 @@ class BaseConfig(SFTArgs):
         unknown = set(self.mix) - set(FAMILIES)
         if unknown:
             raise ValueError(f"mix: unknown task families {sorted(unknown)}; choose from {FAMILIES}")
-        for key in ("slip", "fix", "unformatted"):
+        for key in ("slip", "forget_carry", "fix", "unformatted"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be a probability in [0, 1], got {getattr(self, key)}")
 
@@ -67,7 +68,7 @@ def run(cfg: BaseConfig) -> dict:
             factory.write_reference(tmp, cfg.model)
         log.info("base: using %s as the base model (nothing trained)", cfg.model)
         return {"trained": 0}
-    noise = Noise(slip=cfg.slip, fix=cfg.fix, unformatted=cfg.unformatted)
+    noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted)
     rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed)
     write_jsonl(rows, out / "corpus.jsonl")
     tokenizer = factory.train_tokenizer(

@@ -1,0 +1,114 @@
+"""Stages run as a user runs them (`r1flow stage NAME`), on small presets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+SMALL = {
+    "base": {"corpus_size": 300, "max_steps": 6, "batch_size": 16, "micro_batch": 8, "warmup_steps": 2,
+             "vocab_size": 300, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
+             "intermediate_size": 64, "checkpoint_every": 0},
+    "r1_zero": {"steps": 8, "prompts_per_step": 4, "group_size": 4, "micro_batch": 16, "max_new_tokens": 12,
+                "dataset": "arithmetic", "dataset_size": 64, "checkpoint_every": 2, "sample_every": 4},
+    "evaluate": {"benchmarks": ["arithmetic_test", "countdown_hard"], "limit": 6, "k": 2, "max_new_tokens": 12},
+}
+
+
+def _project(tmp_path: Path, **sections) -> Path:
+    params = {k: {**v, **sections.get(k, {})} for k, v in SMALL.items()}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def _ok(proc):
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def test_base_then_evaluate(tmp_path):
+    project = _project(tmp_path)
+    _ok(run_cli(["stage", "base"], project))
+    out = project / "artifacts" / "base"
+    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["trained"] == 1 and metrics["corpus_rows"] == 300
+    assert 0 < metrics["corpus_reflection_share"] < 0.5
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(1, 7)) and steps[-1]["loss"] < steps[0]["loss"]
+
+    _ok(run_cli(["stage", "evaluate", "--set", "models={base: artifacts/base/model}"], project))
+    results = json.loads((project / "artifacts" / "evaluate" / "metrics.json").read_text())
+    assert set(results) == {"base"} and set(results["base"]) == {"arithmetic_test", "countdown_hard"}
+    for bench in results["base"].values():
+        assert {"pass@1", "cons@k", "greedy", "mean_length", "reflection_rate"} <= set(bench)
+        assert 0.0 <= bench["pass@1"] <= 1.0 and bench["k"] == 2
+    assert "| arithmetic_test |" in (project / "artifacts" / "evaluate" / "table.md").read_text()
+
+
+def test_named_base_model_is_referenced_not_trained(tmp_path, tiny_base):
+    project = _project(tmp_path, base={"model": str(tiny_base)})
+    _ok(run_cli(["stage", "base"], project))
+    from model import factory
+
+    assert factory.resolve(project / "artifacts" / "base" / "model") == str(tiny_base)
+    assert factory.load_tokenizer(project / "artifacts" / "base" / "model").eos_token is not None
+
+
+def _steps(project: Path) -> list[dict]:
+    path = project / "artifacts" / "r1_zero" / "steps.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_killed_r1_zero_resumes_from_its_last_checkpoint(tmp_path, tiny_base):
+    straight = _project(tmp_path / "straight", r1_zero={"model": str(tiny_base)})
+    _ok(run_cli(["stage", "r1_zero"], straight))
+
+    killed = _project(tmp_path / "killed", r1_zero={"model": str(tiny_base)})
+    latest = killed / "artifacts" / "r1_zero" / "checkpoints" / "latest"
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "stage", "r1_zero"], cwd=killed,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not latest.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert latest.exists(), "no checkpoint was written before the deadline"
+    killed_at = len(_steps(killed))
+    assert killed_at < 8, "the run finished before it could be killed"
+
+    resumed = _ok(run_cli(["stage", "r1_zero"], killed))
+    assert "resumed from checkpoint" in resumed.stderr
+    steps = _steps(killed)
+    assert [s["step"] for s in steps] == list(range(1, 9))  # no step lost, none logged twice
+    for a, b in zip(steps, _steps(straight)):
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)  # the same trajectory
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+    assert (killed / "artifacts" / "r1_zero" / "model" / "model.safetensors").is_file()
+
+
+def test_bad_dataset_names_file_line_and_field(tmp_path, tiny_base):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "prompt": "Compute 1 + 1", "answer": "2", "source": "x"}\n'
+                   '{"id": "b", "prompt": 7, "answer": "3", "source": "x"}\n')
+    project = _project(tmp_path, r1_zero={"model": str(tiny_base), "dataset": str(bad)})
+    proc = run_cli(["stage", "r1_zero"], project)
+    assert proc.returncode != 0
+    assert "bad.jsonl line 2" in proc.stderr and "'prompt'" in proc.stderr
+    assert not (project / "artifacts" / "r1_zero" / "model").exists()
+
+
+def test_unknown_key_fails_before_any_work(tmp_path):
+    project = _project(tmp_path)
+    proc = run_cli(["stage", "r1_zero", "--set", "learning_rate=1"], project)
+    assert proc.returncode != 0 and "unknown key 'learning_rate'" in proc.stderr
+    assert not (project / "artifacts").exists()
