@@ -328,7 +328,7 @@ class GRPOTrainer:
                     sums["clipped"] += float((st["clipped"] * m).sum())
                     sums["entropy"] += float((entropy * m).sum())
                     sums["ratio_dev"] += float(((st["ratio"] - 1).abs() * m).sum())
-                    sums["loss"] += float(loss)
+                    sums["loss"] += float(loss.detach())
             grad_norm = float(engine.get_global_grad_norm() or 0.0)
         tokens = float(mask.sum().clamp(min=1))
         return {"kl": sums["kl"] / tokens, "clip_fraction": sums["clipped"] / tokens,

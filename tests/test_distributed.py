@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import DIST_VARS
 from infra.launch import free_port
 
 HERE = Path(__file__).parent
@@ -15,7 +16,7 @@ HERE = Path(__file__).parent
 
 def test_two_rank_zero2_keeps_parameters_identical(tiny_base, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "R1FLOW_DS_CONFIG": "zero2"}
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+    for key in DIST_VARS:
         env.pop(key, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import DIST_VARS, run_cli
 
 SMALL = {
     "base": {"corpus_size": 300, "max_steps": 6, "batch_size": 16, "micro_batch": 8, "warmup_steps": 2,
@@ -25,6 +26,7 @@ SMALL = {
 
 
 def _project(tmp_path: Path, **sections) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     params = {k: {**v, **sections.get(k, {})} for k, v in SMALL.items()}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return tmp_path
@@ -75,7 +77,8 @@ def test_killed_r1_zero_resumes_from_its_last_checkpoint(tmp_path, tiny_base):
 
     killed = _project(tmp_path / "killed", r1_zero={"model": str(tiny_base)})
     latest = killed / "artifacts" / "r1_zero" / "checkpoints" / "latest"
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "stage", "r1_zero"], cwd=killed,
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "stage", "r1_zero"], cwd=killed, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not latest.exists() and time.time() < deadline and proc.poll() is None:

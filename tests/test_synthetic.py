@@ -33,7 +33,7 @@ def test_hard_split_is_harder():
 
 def test_noiseless_solver_is_always_right():
     accuracy = get_reward("accuracy")
-    clean = Noise(slip=0.0, fix=0.0, unformatted=0.0)
+    clean = Noise(slip=0.0, forget_carry=0.0, fix=0.0, unformatted=0.0)
     rng = random.Random(0)
     for family in ("arithmetic", "countdown"):
         rows = make_rows(family, "train", 200)
@@ -50,7 +50,7 @@ def test_noiseless_solver_is_always_right():
 
 
 def test_corpus_is_noisy_as_configured():
-    rows = base_corpus(3000, mix={"arithmetic": 0.75, "countdown": 0.25}, noise=Noise(0.15, 0.3, 0.1))
+    rows = base_corpus(3000, mix={"arithmetic": 0.75, "countdown": 0.25}, noise=Noise(slip=0.05, forget_carry=0.4, fix=0.3, unformatted=0.25))
     assert all(split_of(_key(r)) == "train" for r in rows if r["source"] == "arithmetic")
     accuracy = get_reward("accuracy")(
         [r["completion"] for r in rows], answer=[r["answer"] for r in rows],
@@ -58,9 +58,9 @@ def test_corpus_is_noisy_as_configured():
     correct = sum(accuracy) / len(rows)
     reflecting = sum("wait ," in r["completion"] for r in rows) / len(rows)
     untagged = sum("<answer>" not in r["completion"] for r in rows) / len(rows)
-    assert 0.45 < correct < 0.85  # wrong often enough for RL to have something to fix
+    assert 0.2 < correct < 0.6  # wrong often enough for RL to have something to fix
     assert 0.02 < reflecting < 0.3  # reflection is rare, not absent
-    assert 0.07 < untagged < 0.13
+    assert 0.22 < untagged < 0.28
 
 
 def _key(row):
