@@ -1,28 +1,33 @@
 """The ``r1flow`` command.
 
-    r1flow stage NAME [--params params.yaml] [--set key=value ...]   run one stage
-    r1flow stage NAME --help                                        its keys and defaults
-    r1flow run [--params params.yaml]                              the embedded pipeline
-    r1flow stages                                                  list the stages
+    r1flow run [--set stage.key=value ...]              the whole pipeline (Prefect flow, embedded default)
+    r1flow stage NAME [--params F] [--set key=value]    one stage in this checkout (what dvc.yaml calls)
+    r1flow stage NAME --help                            its keys, defaults and meaning
+    r1flow serve [--limit N]                            serve the deployments (Prefect UI: Run button)
+    r1flow reproduce MLFLOW_RUN_ID                      re-run a stage from its versioned inputs
+    r1flow stages                                       list the stages
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
+import os
 import sys
 
-# Stage name -> module with main(argv); the same name is the params.yaml section and
-# the artifacts/ folder.
+# Stage name -> module with main(argv); the same name is the params.yaml section, the
+# dvc.yaml stage, the Prefect task run, the MLflow run and the artifacts/ folder.
 STAGES = {
     "base": "model.stages.base",
     "r1_zero": "model.stages.r1_zero",
     "evaluate": "model.stages.evaluate",
 }
-PIPELINE = ["base", "r1_zero", "evaluate"]
 
 
 def run_stage(name: str, argv: list[str]) -> dict:
     """Import the stage module and call its ``main``; bad input ends with a one-line error."""
+    from data.quality import DataQualityError
     from data.schema import DatasetError
     from infra.config import ConfigError
 
@@ -30,8 +35,68 @@ def run_stage(name: str, argv: list[str]) -> dict:
         raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     try:
         return importlib.import_module(STAGES[name]).main(argv)
-    except (ConfigError, DatasetError) as err:
+    except (ConfigError, DatasetError, DataQualityError) as err:
         raise SystemExit(f"r1flow stage {name}: {err}") from None
+
+
+def _embedded_defaults() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def cmd_run(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="r1flow run", description="Run the whole pipeline once.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                        help="override one params.yaml value for this run (repeatable)")
+    args = parser.parse_args(argv)
+    from infra.config import parse_overrides
+
+    params: dict[str, dict] = {}
+    for key, value in parse_overrides(args.overrides).items():
+        stage, _, field = key.partition(".")
+        if not field:
+            raise SystemExit(f"--set {key}: expected STAGE.KEY=VALUE")
+        params.setdefault(stage, {})[field] = value
+    _embedded_defaults()
+    from flows.pipeline import r1_pipeline
+    from infra import tracking
+
+    result = r1_pipeline(params=params or None)
+    table = os.path.join(result["workspace"], "artifacts", "evaluate", "table.md")
+    if os.path.exists(table):
+        print("\n" + open(table).read())
+    print(f"Run {result['run']}: outputs in {result['workspace']}/artifacts, "
+          f"lineage on branch {result['branch']} ({result['commit'][:10]}).")
+    print("Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200)")
+    print(f"MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {tracking.tracking_uri()}   (then http://127.0.0.1:5000)")
+
+
+def cmd_serve(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="r1flow serve", description="Serve the r1flow deployments.")
+    parser.add_argument("--limit", type=int, default=2, help="flow runs at once (default 2)")
+    args = parser.parse_args(argv)
+    _embedded_defaults()
+    from prefect import serve
+
+    from flows.pipeline import r1_pipeline, stage_flow
+
+    serve(r1_pipeline.to_deployment(name="r1-pipeline", tags=["r1flow"]),
+          stage_flow.to_deployment(name="r1-stage", tags=["r1flow"]), limit=args.limit)
+
+
+def cmd_reproduce(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="r1flow reproduce", description=__doc__)
+    parser.add_argument("run_id", help="MLflow run id of a stage run")
+    args = parser.parse_args(argv)
+    from flows.reproduce import reproduce
+    from infra.logs import setup_logging
+
+    setup_logging()
+    report = reproduce(args.run_id)
+    print(json.dumps(report, indent=2))
+    same = all(r["match"] for r in report.values())
+    print("identical: every output has the recorded md5" if same else "DIFFERENT: see the outputs above")
+    raise SystemExit(0 if same else 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,11 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     elif command == "stages":
         print("\n".join(STAGES))
     elif command == "run":
-        for name in PIPELINE:
-            run_stage(name, argv)
-        from model.stages.evaluate import print_table
-
-        print_table()
+        cmd_run(argv)
+    elif command == "serve":
+        cmd_serve(argv)
+    elif command == "reproduce":
+        cmd_reproduce(argv)
     else:
         print(__doc__)
         raise SystemExit(0 if command in ("-h", "--help") else 2)

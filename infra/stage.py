@@ -1,27 +1,34 @@
-"""The thin CLI every stage shares: load config, run, write metrics.
+"""The thin CLI every stage shares: load config, open the MLflow run, run, record.
 
 ``stage_main`` is the whole of a stage's ``main()``: it parses ``--params`` and
-``--set``, builds the stage's config dataclass (unknown keys fail), runs
-``run(cfg)``, and writes ``artifacts/<stage>/metrics.json`` (what ``run`` returned)
-and ``artifacts/<stage>/run.json`` (resolved config and wall time).
+``--set``, builds the stage's config dataclass (unknown keys fail), opens the
+stage's MLflow run (a child of ``$R1FLOW_PARENT_RUN_ID`` inside a pipeline run),
+runs ``run(cfg)`` with every per-step metric streamed to that run, and writes
+``artifacts/<stage>/metrics.json`` (what ``run`` returned), ``steps.json`` (the
+per-step metrics, for ``dvc plots``) and ``run.json`` (resolved config and times).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from infra import launch
+from infra import launch, tracking
 from infra.config import config_help, load_stage_config, to_dict
 from infra.io import write_json
 from infra.logs import setup_logging
+from infra.steplog import forward_to
 
 log = logging.getLogger(__name__)
 
 ARTIFACTS = Path("artifacts")
+# Per-step keys worth a plot, when a stage logs them.
+CURVES = ["reward", "accuracy", "format_rate", "response_length", "reflection_rate", "kl", "loss"]
 
 
 def stage_dir(name: str) -> Path:
@@ -43,17 +50,57 @@ def parse_args(name: str, config_cls: type, argv: list[str] | None) -> argparse.
 
 
 def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: list[str] | None = None) -> dict:
-    """Load config, run the stage, write its metrics; the same from a terminal, DVC or Prefect."""
+    """Load config, run the stage under its MLflow run, write its records."""
     setup_logging()
     args = parse_args(name, config_cls, argv)
     cfg = load_stage_config(config_cls, name, args.params, args.overrides)
     log.info("stage %s config: %s", name, to_dict(cfg))
     started = time.time()
-    metrics = run(cfg)
-    if launch.rank() == 0:
-        out = stage_dir(name)
-        write_json(out / "metrics.json", metrics)
-        write_json(out / "run.json", {"stage": name, "config": to_dict(cfg), "started": started,
-                                      "wall_s": round(time.time() - started, 2)})
+    tags = {"r1flow.reproduces": os.environ["R1FLOW_REPRODUCES"]} if os.environ.get("R1FLOW_REPRODUCES") else {}
+    with tracking.stage_run(name, to_dict(cfg), tags=tags) as mlrun, forward_to(mlrun.log_step):
+        metrics = run(cfg)
+        compute_s = time.time() - started
+        if launch.rank() == 0:
+            record(name, cfg, metrics, started, compute_s)
+            publish(mlrun, stage_dir(name), metrics)
     log.info("stage %s done in %.1f s", name, time.time() - started)
     return metrics
+
+
+def record(name: str, cfg: Any, metrics: dict, started: float, compute_s: float) -> None:
+    """metrics.json, steps.json (from steps.jsonl) and run.json of a finished stage."""
+    out = stage_dir(name)
+    write_json(out / "metrics.json", metrics)
+    steps = out / "steps.jsonl"
+    if steps.is_file():
+        write_json(out / "steps.json", [json.loads(l) for l in steps.read_text().splitlines() if l.strip()])
+    write_json(out / "run.json", {"stage": name, "config": to_dict(cfg), "started": started,
+                                  "compute_s": round(compute_s, 3), "process_s": round(_process_age(), 3)})
+
+
+def publish(mlrun, out: Path, metrics: dict) -> None:
+    """Final metrics, curves, samples, datasets, quality reports and tables to MLflow."""
+    mlrun.log_metrics(metrics)
+    steps = out / "steps.json"
+    if steps.is_file():
+        rows = json.loads(steps.read_text())
+        keys = [k for k in CURVES if rows and k in rows[-1]]
+        if keys:
+            mlrun.log_curves(rows, keys, name=f"{out.name}_curves")
+    samples = out / "samples.jsonl"
+    if samples.is_file():
+        mlrun.log_table([json.loads(l) for l in samples.read_text().splitlines() if l.strip()], "samples.json")
+    for dataset in sorted(out.glob("*.jsonl")):
+        if dataset.name not in ("steps.jsonl", "samples.jsonl"):
+            rows = [json.loads(l) for l in dataset.read_text().splitlines() if l.strip()]
+            mlrun.log_dataset(rows, name=f"{out.name}/{dataset.stem}", context=out.name, source=str(dataset))
+    for extra in ("quality", "table.md"):
+        if (out / extra).exists():
+            mlrun.log_artifact(out / extra)
+
+
+def _process_age() -> float:
+    """Seconds since this process started (imports included)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()

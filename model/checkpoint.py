@@ -29,17 +29,18 @@ def latest_tag(ckpt_dir: str | Path) -> str | None:
     return latest.read_text().strip() if latest.is_file() else None
 
 
-def save(engine, ckpt_dir: str | Path, step: int, client_state: dict[str, Any],
+def save(engine, ckpt_dir: str | Path, step: int, fingerprint: str,
          extra: dict[str, dict] | None = None, keep: int = 2) -> Path:
     """Save engine state plus ``extra`` state dicts (e.g. the reference model) at ``step``."""
     ckpt_dir = Path(ckpt_dir)
     tag = _tag(step)
     # Extra files go in before DeepSpeed writes `latest`, so `latest` never names a partial tag.
-    if launch.rank() == 0 and extra:
+    if launch.rank() == 0:
         (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
-        for name, state in extra.items():
+        (ckpt_dir / tag / "fingerprint").write_text(fingerprint)
+        for name, state in (extra or {}).items():
             torch.save(state, ckpt_dir / tag / f"{name}.pt")
-    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={**client_state, "step": step})
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"step": step})
     if launch.rank() == 0:
         tags = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())
         for old in tags[:-keep]:
@@ -48,11 +49,18 @@ def save(engine, ckpt_dir: str | Path, step: int, client_state: dict[str, Any],
     return ckpt_dir / tag
 
 
-def load(engine, ckpt_dir: str | Path, extra_names: tuple[str, ...] = ()) -> tuple[int, dict, dict]:
-    """Restore the latest checkpoint; returns (step, client_state, extra state dicts).
-    Step 0 and empty dicts when there is none."""
+def load(engine, ckpt_dir: str | Path, fingerprint: str,
+         extra_names: tuple[str, ...] = ()) -> tuple[int, dict, dict]:
+    """Restore the latest checkpoint written under the same ``fingerprint`` (the hash of the
+    stage's config); returns (step, client_state, extra state dicts). Step 0 and empty dicts
+    when there is none; a checkpoint of another config is discarded, never resumed."""
     tag = latest_tag(ckpt_dir)
     if tag is None:
+        return 0, {}, {}
+    state_file = Path(ckpt_dir) / tag / "fingerprint"
+    if not state_file.is_file() or state_file.read_text() != fingerprint:
+        log.warning("discarding checkpoints in %s: written for another config", ckpt_dir)
+        clear(ckpt_dir)
         return 0, {}, {}
     _, client_state = engine.load_checkpoint(str(ckpt_dir), tag=tag)
     extra = {name: torch.load(Path(ckpt_dir) / tag / f"{name}.pt", map_location="cpu")
@@ -60,3 +68,18 @@ def load(engine, ckpt_dir: str | Path, extra_names: tuple[str, ...] = ()) -> tup
     step = int(client_state["step"])
     log.info("resumed from checkpoint %s (step %d)", Path(ckpt_dir) / tag, step)
     return step, client_state, extra
+
+
+def clear(ckpt_dir: str | Path) -> None:
+    """Remove a stage's checkpoints (once its final output is saved, or when stale)."""
+    if launch.rank() == 0:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def fingerprint(config: Any) -> str:
+    """Hash of a config dataclass: checkpoints only resume under the same config."""
+    import dataclasses
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode()).hexdigest()

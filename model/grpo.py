@@ -224,7 +224,8 @@ class GRPOTrainer:
             warmup_steps=a.warmup_steps,
         )
         ckpt_dir = self.out_dir / "checkpoints"
-        done, _, extra = checkpoint.load(self.engine, ckpt_dir, extra_names=("reference",))
+        fp = checkpoint.fingerprint(a)
+        done, _, extra = checkpoint.load(self.engine, ckpt_dir, fp, extra_names=("reference",))
         if self.ref is not None and "reference" in extra:
             self.ref.load_state_dict(extra["reference"])
         self.steps.resume(done)
@@ -239,7 +240,7 @@ class GRPOTrainer:
                 self.ref.load_state_dict(self.engine.module.state_dict())
             if a.checkpoint_every and step % a.checkpoint_every == 0 and step < a.steps:
                 extra = {"reference": self.ref.state_dict()} if self.ref is not None else {}
-                checkpoint.save(self.engine, ckpt_dir, step, {}, extra=extra)
+                checkpoint.save(self.engine, ckpt_dir, step, fp, extra=extra)
         return metrics
 
     # -- one step ---------------------------------------------------------------------------

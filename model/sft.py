@@ -130,7 +130,8 @@ class SFTTrainer:
             warmup_steps=a.warmup_steps, total_steps=total,
         )
         ckpt_dir = self.out_dir / "checkpoints"
-        done, _, _ = checkpoint.load(self.engine, ckpt_dir)
+        fp = checkpoint.fingerprint(self.args)
+        done, _, _ = checkpoint.load(self.engine, ckpt_dir, fp)
         self.steps.resume(done)
         metrics: dict[str, float] = {}
         bar = tqdm(range(done + 1, total + 1), desc="sft", initial=done, total=total, mininterval=2)
@@ -139,7 +140,7 @@ class SFTTrainer:
             self.steps(step, metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
             if a.checkpoint_every and step % a.checkpoint_every == 0 and step < total:
-                checkpoint.save(self.engine, ckpt_dir, step, {})
+                checkpoint.save(self.engine, ckpt_dir, step, fp)
         return metrics
 
     def _step(self, examples, step: int) -> dict[str, float]:

@@ -20,13 +20,14 @@ import logging
 from dataclasses import dataclass
 
 from data.loaders import write_jsonl
+from data.quality import write_checked_jsonl
 from data.synthetic import FAMILIES, Noise, base_corpus
 from data.formatting import r1_zero_prompt
 from infra.config import knob
 from infra.io import staged_dir
 from infra.stage import stage_dir, stage_main
 from infra.steplog import StepLog
-from model import factory
+from model import checkpoint, factory
 from model.sft import SFTArgs, SFTTrainer
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,13 @@ def run(cfg: BaseConfig) -> dict:
     if cfg.model:
         with staged_dir(out / "model") as tmp:
             factory.write_reference(tmp, cfg.model)
+        write_jsonl([], out / "corpus.jsonl")  # declared outputs exist even when nothing is trained
+        StepLog(out / "steps.jsonl").resume(0)
         log.info("base: using %s as the base model (nothing trained)", cfg.model)
         return {"trained": 0}
     noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted)
     rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed)
-    write_jsonl(rows, out / "corpus.jsonl")
+    write_checked_jsonl(rows, out / "corpus.jsonl", "corpus", report_dir=out / "quality")
     tokenizer = factory.train_tokenizer(
         (r1_zero_prompt(r["prompt"]) + " " + r["completion"] for r in rows), vocab_size=cfg.vocab_size)
     model = factory.build_tiny_model(
@@ -81,6 +84,7 @@ def run(cfg: BaseConfig) -> dict:
     metrics = trainer.train(rows)
     with staged_dir(out / "model") as tmp:
         factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
     return {
         **metrics, "trained": 1, "parameters": sum(p.numel() for p in model.parameters()),
         "corpus_rows": len(rows), "corpus_reflection_share": _share(rows, "wait ,"),

@@ -1,0 +1,118 @@
+"""Prefect flows: the whole R1 pipeline and a one-stage flow, both thin layers over DVC.
+
+``r1_pipeline`` runs the stage DAG of dvc.yaml (independent branches concurrently) in a
+fresh workspace of its own (tasks/workspace.py), under one parent MLflow run, then
+commits the run's lineage to ``runs/<flow-run-name>`` and pushes its outputs to the DVC
+remote. Its parameters override params.yaml for that run only; left empty, params.yaml
+decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from infra import tracking
+from infra.dag import stage_graph
+from tasks.stages import run_stage, retries_for
+from tasks.tracking import close_pipeline_run, open_pipeline_run
+from tasks.workspace import create_workspace, publish
+
+log = logging.getLogger(__name__)
+
+
+def _overrides(**values: Any) -> dict[str, dict]:
+    """Flow parameters -> ``{stage: {key: value}}``, skipping those left empty."""
+    mapping = {
+        "base_model": [("base", "model")],
+        "pretrain_steps": [("base", "max_steps")],
+        "dataset": [("r1_zero", "dataset")],
+        "group_size": [("r1_zero", "group_size")],
+        "learning_rate": [("r1_zero", "lr")],
+        "rl_steps": [("r1_zero", "steps")],
+        "seed": [("base", "seed"), ("r1_zero", "seed"), ("evaluate", "seed")],
+    }
+    out: dict[str, dict] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        for stage, key in mapping[name]:
+            out.setdefault(stage, {})[key] = value
+    return out
+
+
+def run_dag(workspace: str, parent_run_id: str, stages: list[str] | None) -> dict[str, dict]:
+    """Submit every stage once its upstream stages are done; returns their metrics."""
+    graph = stage_graph(Path(workspace) / "dvc.yaml")
+    wanted = [s for s in graph if stages is None or s in stages]
+    uri = tracking.tracking_uri()
+    futures: dict[str, Any] = {}
+    for stage in wanted:
+        waits = [futures[u] for u in graph[stage] if u in futures]
+        futures[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
+            stage, workspace, parent_run_id, uri, wait_for=waits)
+    return {stage: future.result() for stage, future in futures.items()}
+
+
+@flow(name="r1-pipeline")
+def r1_pipeline(
+    base_model: str | None = None,
+    dataset: str | None = None,
+    group_size: int | None = None,
+    learning_rate: float | None = None,
+    rl_steps: int | None = None,
+    pretrain_steps: int | None = None,
+    seed: int | None = None,
+    params: dict[str, dict] | None = None,
+    stages: list[str] | None = None,
+) -> dict:
+    """The R1 recipe, stage by stage, in a workspace of its own.
+
+    Args:
+        base_model: Hugging Face causal LM (hub id or path) to start from; empty = the tiny default.
+        dataset: RL prompt set: synthetic, arithmetic, countdown, gsm8k, math500, a file, a hub id.
+        group_size: G, completions per prompt in GRPO.
+        learning_rate: GRPO learning rate.
+        rl_steps: GRPO steps of r1_zero.
+        pretrain_steps: optimizer steps of the tiny base model.
+        seed: seed of every stage.
+        params: any other params.yaml values, as {stage: {key: value}}.
+        stages: run only these stages (and reuse the others from DVC's cache); empty = all.
+    """
+    logger = get_run_logger()
+    # The flow-run name plus 8 characters of its id: unique even if two runs share a name.
+    run_name = f"{flow_run.name}-{str(flow_run.id)[:8]}" if flow_run.id else "local"
+    overrides = _overrides(base_model=base_model, dataset=dataset, group_size=group_size,
+                           learning_rate=learning_rate, rl_steps=rl_steps,
+                           pretrain_steps=pretrain_steps, seed=seed)
+    for stage, values in (params or {}).items():
+        overrides.setdefault(stage, {}).update(values)
+    workspace = create_workspace(run_name, overrides)
+    parent = open_pipeline_run(run_name, flow_run.id, flow_run.ui_url, overrides)
+    try:
+        metrics = run_dag(workspace, parent, stages)
+    except BaseException:
+        close_pipeline_run(parent, workspace, list(stage_graph(Path(workspace) / "dvc.yaml")), None, failed=True)
+        raise
+    commit = publish(workspace, run_name)
+    children = close_pipeline_run(parent, workspace, list(metrics), commit)
+    logger.info("run %s: workspace %s, lineage runs/%s @ %s", run_name, workspace, run_name, commit[:10])
+    return {"run": run_name, "workspace": workspace, "branch": f"runs/{run_name}", "commit": commit,
+            "mlflow_run_id": parent, "stage_runs": children, "metrics": metrics}
+
+
+@flow(name="r1-stage")
+def stage_flow(stage: str, workspace: str, force: bool = False) -> dict:
+    """Run (or re-run) one stage in an existing run workspace.
+
+    Args:
+        stage: the stage name (dvc.yaml / params.yaml section).
+        workspace: the run's workspace folder (.r1flow/workspaces/<run>).
+        force: run even if DVC considers the stage up to date.
+    """
+    return run_stage.with_options(retries=retries_for(stage))(stage, workspace, None, tracking.tracking_uri(),
+                                                              force=force)

@@ -1,0 +1,80 @@
+"""Training-curve figures (PNG) for MLflow and the run report.
+
+Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas: no pyplot global state,
+no GUI backend, safe off the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_COLS = 3
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (shorter at the start); same length."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``key``; rows without it, or with a non-finite value, are skipped."""
+    xs, ys = [], []
+    for i, row in enumerate(rows):
+        value = row.get(key)
+        if value is None:
+            continue
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            xs.append(float(row.get("step", i)))
+            ys.append(value)
+    return xs, ys
+
+
+def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str = "") -> Path:
+    """One subplot per key of ``rows`` (``{"step": n, key: value, ...}``) against ``step``.
+
+    Raw points are drawn faint with a moving average (window ~ 1/10 of the points) on top.
+    Keys that no row carries are skipped; with none left the PNG says "no data".
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    series = {k: s for k in keys if (s := _series(rows, k))[0]}
+    missing = [k for k in keys if k not in series]
+    if missing:
+        log.debug("plot %s: no values for %s", path.name, missing)
+    n = max(len(series), 1)
+    ncols = min(_COLS, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title)
+    if not series:
+        fig.add_subplot().text(0.5, 0.5, "no data", ha="center", va="center")
+    for i, (key, (xs, ys)) in enumerate(series.items()):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.plot(xs, ys, color="tab:blue", alpha=0.3, linewidth=0.8, marker=".", markersize=3)
+        window = max(1, len(ys) // 10)
+        if window > 1:
+            ax.plot(xs, moving_average(ys, window), color="tab:blue", linewidth=1.6)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.savefig(path, format="png", dpi=100)
+    return path

@@ -1,0 +1,67 @@
+"""Subprocesses whose output is streamed line by line (into a Prefect log, for one)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+
+class CommandError(RuntimeError):
+    """A command exited non-zero; the message carries its last output lines."""
+
+    def __init__(self, cmd: list[str], returncode: int, tail: list[str]):
+        self.cmd, self.returncode, self.tail = cmd, returncode, tail
+        last = "\n".join(tail[-20:])
+        super().__init__(f"`{' '.join(cmd)}` exited with {returncode}; last output:\n{last}")
+
+
+def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The current environment with this interpreter's bin folder first on PATH, so that
+    `dvc` and `r1flow` resolve to the project's own installation."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.update(extra or {})
+    return env
+
+
+def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None,
+           on_line: Callable[[str], None] = lambda line: None, keep: int = 200) -> list[str]:
+    """Run ``cmd``, calling ``on_line`` for every output line (stdout and stderr merged).
+
+    Returns the last ``keep`` lines; raises :class:`CommandError` on a non-zero exit.
+    Carriage-return progress updates count as lines, so progress bars stream too.
+    """
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+    with subprocess.Popen(cmd, cwd=cwd, env=env or tool_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        buffer = b""
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            buffer += chunk
+            *lines, buffer = buffer.replace(b"\r", b"\n").split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").rstrip()
+                if line:
+                    tail.append(line)
+                    on_line(line)
+        if buffer.strip():
+            tail.append(buffer.decode(errors="replace").rstrip())
+            on_line(tail[-1])
+        returncode = proc.wait()
+    if returncode:
+        raise CommandError(cmd, returncode, list(tail))
+    return list(tail)
+
+
+def run(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None) -> str:
+    """Run ``cmd`` to completion and return its stdout; CommandError on failure."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode:
+        raise CommandError(cmd, proc.returncode, (proc.stdout + proc.stderr).splitlines())
+    return proc.stdout

@@ -1,0 +1,514 @@
+"""MLflow tracking: one run per stage, nested under one parent run per pipeline run.
+
+Where runs go is the standard ``MLFLOW_TRACKING_URI``; unset means the embedded store
+``sqlite:///<cwd>/mlflow.db``. The experiment is ``$R1FLOW_EXPERIMENT`` (default ``r1flow``).
+A stage's ``main()`` wraps its work in :func:`stage_run`; when the pipeline (Prefect) opened
+a parent with :func:`start_pipeline_run` it passes the id down as ``$R1FLOW_PARENT_RUN_ID`` and
+the stage run becomes its child. Only rank 0 of a multi-rank job logs.
+
+Every run records its git commit (``git.commit``, ``git.dirty``), ``r1flow.stage`` and
+``r1flow.params_hash`` (sha256 of the canonical JSON of the redacted params), so
+two runs with the same hash and commit ran the same code on the same config.
+
+Secrets never reach MLflow: params, tags, tables and text artifacts pass through
+:func:`redact` / :func:`scrub_text`, which mask credential-named keys and the values of the
+credential variables in :data:`SECRET_ENV`.
+
+Everything here talks to the store through an explicit ``MlflowClient`` (never the fluent,
+process-global active run), so a Prefect process can hold a parent run while stages log
+from subprocesses. ``import infra.tracking`` does not import mlflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from infra import launch
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "R1FLOW_PARENT_RUN_ID"
+EXPERIMENT_ENV = "R1FLOW_EXPERIMENT"
+DEFAULT_EXPERIMENT = "r1flow"
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+# Credential variables whose values are masked wherever they appear in logged text.
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD",
+              "MLFLOW_TRACKING_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "PREFECT_API_KEY")
+MASK = "***"
+# Credential-like key names, as whole words of the key ("hf_token", "apiKey", "db.password"),
+# so that hyperparameters such as max_new_tokens, tokenizer or pad_token_id are not masked.
+_SECRET_KEY = re.compile(
+    r"(?i)(?<![a-z])(secret|password|passwd|token(?!_?ids?(?![a-z]))|credentials?|access_?key"
+    r"|api_?key|private_?key)(?![a-z])")
+_MIN_SUBSTRING_SECRET = 4  # shorter secret values are masked only on an exact match
+# Which text artifacts are scanned for secret values (checkpoints and other binaries are not).
+_TEXT_SUFFIXES = {".json", ".jsonl", ".yaml", ".yml", ".txt", ".md", ".csv", ".log", ".html",
+                  ".toml", ".cfg", ".ini", ".py", ".sh", ".env"}
+_MAX_SCAN_BYTES = 64 << 20
+
+_FLUSH_S = 5.0  # step metrics are sent at most this often (and at the end of the run)
+_MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
+_MAX_METRICS_PER_BATCH = 1000
+_MAX_KEY_LENGTH = 250
+
+
+# ----------------------------------------------------------------------------- where
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else the embedded store ``sqlite:///<cwd>/mlflow.db`` (absolute)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def experiment_name() -> str:
+    """``$R1FLOW_EXPERIMENT``, else ``r1flow``."""
+    return os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+
+
+def client():
+    """An ``MlflowClient`` on :func:`tracking_uri`."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri())
+
+
+def _artifact_location(uri: str) -> str | None:
+    """For the embedded sqlite store, artifacts go next to the database (``mlruns/``, as
+    MLflow's default), as an absolute URI so any working directory finds them; servers
+    choose their own."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    return (db.resolve().parent / "mlruns").as_uri()
+
+
+def experiment_id(mlflow_client=None, name: str | None = None) -> str:
+    """Id of experiment ``name`` (default :func:`experiment_name`), created or restored as needed."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = mlflow_client or client()
+    name = name or experiment_name()
+    exp = mlflow_client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return mlflow_client.create_experiment(
+                name, artifact_location=_artifact_location(mlflow_client.tracking_uri))
+        except MlflowException as err:  # another process created it first
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = mlflow_client.get_experiment_by_name(name)
+    if exp.lifecycle_stage == "deleted":
+        log.warning("MLflow experiment %r was deleted; restoring it", name)
+        mlflow_client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def secret_values() -> list[str]:
+    """Current non-empty values of the :data:`SECRET_ENV` variables."""
+    return [v for name in SECRET_ENV if (v := os.environ.get(name))]
+
+
+def is_secret_key(key: Any) -> bool:
+    """Whether a key names a credential (``aws_secret_access_key``, ``hfToken``, ``password``)."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key))
+    return bool(_SECRET_KEY.search(words))
+
+
+def scrub_text(text: str, secrets: list[str] | None = None) -> str:
+    """``text`` with every occurrence of a secret value replaced by ``***``."""
+    secrets = secret_values() if secrets is None else secrets
+    for secret in sorted(secrets, key=len, reverse=True):
+        if text == secret:
+            return MASK
+        if len(secret) >= _MIN_SUBSTRING_SECRET:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def redact(mapping: Any, secrets: list[str] | None = None) -> Any:
+    """A copy of ``mapping`` (nested dicts/lists) with credential-named keys' values and
+    secret env values (:data:`SECRET_ENV`, also inside longer strings) masked as ``***``."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(mapping, dict):
+        return {k: MASK if is_secret_key(k) and v not in (None, "") else redact(v, secrets)
+                for k, v in mapping.items()}
+    if isinstance(mapping, (list, tuple)):
+        return [redact(v, secrets) for v in mapping]
+    if isinstance(mapping, str):
+        return scrub_text(mapping, secrets)
+    return mapping
+
+
+# ----------------------------------------------------------------------------- names and values
+
+
+def metric_key(name: Any) -> str:
+    """``name`` made valid as an MLflow metric/param key: ``@`` becomes ``_at_`` ("pass@1" ->
+    "pass_at_1"), other characters outside ``[A-Za-z0-9_.- /]`` become ``_``, and empty, ``.``
+    and ``..`` path segments are dropped or replaced (MLflow rejects names that normalise)."""
+    text = re.sub(r"[^\w.\- /]", "_", str(name).replace("@", "_at_"))
+    parts = ["_" if p in (".", "..") else p for p in text.split("/") if p]
+    return "/".join(parts)[:_MAX_KEY_LENGTH] or "_"
+
+
+def flatten(obj: Any, sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (and lists that hold dicts or lists) as one level of ``a.b.0.c`` keys;
+    lists of scalars stay one value."""
+    if isinstance(obj, dict):
+        items = [(str(k), v) for k, v in obj.items()]
+    elif isinstance(obj, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in obj):
+        items = [(str(i), v) for i, v in enumerate(obj)]
+    else:
+        return {prefix: obj}
+    if not items:
+        return {prefix: obj} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, sep, f"{prefix}{sep}{key}" if prefix else key))
+    return out
+
+
+def _param_value(value: Any, limit: int) -> str:
+    if isinstance(value, (list, tuple, dict)):
+        text = json.dumps(value, default=str)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def params_hash(params: dict) -> str:
+    """sha256 of the canonical JSON (sorted keys, compact) of ``params``."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (None, NaN, inf, non-numbers are not logged)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def git_tags(cwd: str | Path | None = None) -> dict[str, str]:
+    """``git.commit``/``git.dirty`` (and MLflow's own commit tag) of the repo at ``cwd``;
+    empty outside a git repo or without git. Dirty means tracked files changed."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=15)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git.commit": commit, "mlflow.source.git.commit": commit,
+            "git.dirty": "unknown" if status is None else str(bool(status)).lower()}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------- pipeline runs
+
+
+def _create_run(mlflow_client, name: str, tags: dict, parent_run_id: str | None = None) -> str:
+    """A RUNNING run named ``name`` (a child of ``parent_run_id`` in the parent's experiment)."""
+    tags = {"mlflow.user": _user(), **git_tags(), **tags}
+    if parent_run_id:
+        exp_id = mlflow_client.get_run(parent_run_id).info.experiment_id
+        tags["mlflow.parentRunId"] = parent_run_id
+    else:
+        exp_id = experiment_id(mlflow_client)
+    safe = {metric_key(k): str(v) for k, v in redact(tags).items()}
+    run = mlflow_client.create_run(exp_id, tags=safe, run_name=name)
+    return run.info.run_id
+
+
+def start_pipeline_run(name: str, tags: dict) -> str:
+    """Open a parent run named ``name`` for one pipeline run and return its id; it stays
+    RUNNING until :func:`end_run`. Stages become its children via ``$R1FLOW_PARENT_RUN_ID``."""
+    run_id = _create_run(client(), name, {"r1flow.pipeline": name, **tags})
+    log.info("MLflow pipeline run %s (%s) at %s", name, run_id, tracking_uri())
+    return run_id
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    """Close run ``run_id`` as FINISHED, FAILED or KILLED."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    client().set_terminated(run_id, status=status)
+
+
+def set_tags(run_id: str, tags: dict) -> None:
+    """Set (redacted) tags on run ``run_id``."""
+    from mlflow.entities import RunTag
+
+    items = [RunTag(metric_key(k), str(v)) for k, v in redact(tags).items()]
+    mlflow_client = client()
+    for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+        mlflow_client.log_batch(run_id, tags=items[i:i + _MAX_PARAMS_PER_BATCH])
+
+
+def find_stage_run(parent_run_id: str, stage: str) -> str | None:
+    """Id of the newest child run of ``parent_run_id`` named ``stage``, or None."""
+    mlflow_client = client()
+    exp_id = mlflow_client.get_run(parent_run_id).info.experiment_id
+    quoted = json.dumps(stage) if "'" in stage else f"'{stage}'"
+    runs = mlflow_client.search_runs(
+        [exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                                f"AND attributes.run_name = {quoted}",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+# ----------------------------------------------------------------------------- stage runs
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: dict, *, tags: dict | None = None) -> Iterator["StageRun"]:
+    """Open the MLflow run of ``stage`` for the block and yield its :class:`StageRun`.
+
+    The run is named ``stage``, nested under ``$R1FLOW_PARENT_RUN_ID`` when set, and carries
+    the redacted ``params`` (flattened to ``a.b`` keys), git and hash tags, and ``tags``. It
+    ends FAILED (KILLED on Ctrl-C) if the block raises, FINISHED otherwise. Ranks other than
+    0 get a :class:`NullRun` that logs nothing.
+    """
+    if launch.rank() != 0:
+        yield NullRun()
+        return
+    safe = redact(params)
+    mlflow_client = client()
+    run_id = _create_run(mlflow_client, stage, {
+        "r1flow.stage": stage, "r1flow.params_hash": params_hash(safe), **(tags or {})},
+        parent_run_id=os.environ.get(PARENT_ENV) or None)
+    run = StageRun(mlflow_client, run_id)
+    log.info("MLflow run %s for stage %s at %s", run_id, stage, mlflow_client.tracking_uri)
+    status = "FAILED"
+    try:
+        run.log_params(safe)
+        yield run
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException as err:
+        run.note_error(err)
+        raise
+    finally:
+        run.close(status)
+
+
+class StageRun:
+    """The open run of one stage: what a stage logs to MLflow (see :func:`stage_run`).
+
+    ``log_step`` is a :class:`infra.steplog.StepLog` sink: ``StepLog(path, sinks=[run.log_step])``.
+    """
+
+    def __init__(self, mlflow_client, run_id: str):
+        self.client = mlflow_client
+        self.run_id = run_id
+        self.last_step = 0
+        self._pending: list = []
+        self._last_flush = 0.0
+
+    def log_params(self, params: dict) -> None:
+        """Log ``params`` (nested; redacted) as flattened ``a.b`` params."""
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+        flat = flatten(redact(params))
+        items = [Param(metric_key(k), _param_value(v, MAX_PARAM_VAL_LENGTH)) for k, v in flat.items()]
+        for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i:i + _MAX_PARAMS_PER_BATCH])
+
+    def log_step(self, step: int, metrics: dict) -> None:
+        """Queue ``metrics`` (flat or nested; None/NaN skipped) at ``step``; they are sent in
+        batches at most every few seconds and when the run ends."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for key, value in flatten(metrics, sep="/").items():
+            if (number := _finite(value)) is not None:
+                self._pending.append(Metric(metric_key(key), number, now, int(step)))
+        self.last_step = max(self.last_step, int(step))
+        if time.monotonic() - self._last_flush >= _FLUSH_S or len(self._pending) >= _MAX_METRICS_PER_BATCH:
+            self.flush(strict=False)
+
+    def flush(self, strict: bool = True) -> None:
+        """Send queued step metrics. With ``strict=False`` a failure is a warning and the
+        metrics stay queued for the next try (a tracking hiccup must not kill training)."""
+        self._last_flush = time.monotonic()
+        while self._pending:
+            batch = self._pending[:_MAX_METRICS_PER_BATCH]
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+            except Exception as err:
+                if strict:
+                    raise
+                log.warning("MLflow: %d step metrics not sent yet (%s)", len(self._pending), err)
+                return
+            del self._pending[:len(batch)]
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """Log final metrics (nested dicts flattened with ``/``) at ``step``, by default the
+        last logged step, so they are the runs' latest values."""
+        from mlflow.entities import Metric
+
+        self.flush()
+        step = self.last_step if step is None else int(step)
+        now = int(time.time() * 1000)
+        items = [Metric(metric_key(k), v, now, step) for k, value in flatten(metrics, sep="/").items()
+                 if (v := _finite(value)) is not None]
+        for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i:i + _MAX_METRICS_PER_BATCH])
+
+    def log_table(self, rows: list[dict], artifact_file: str) -> None:
+        """Log ``rows`` (redacted) as an MLflow table (``.json`` or ``.parquet``), viewable
+        in the run's artifacts and comparable across runs in the evaluation view."""
+        import pandas as pd
+
+        self.client.log_table(self.run_id, data=pd.DataFrame(redact(list(rows))),
+                              artifact_file=artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Log a file, or a folder (under its own name unless ``artifact_path`` is given).
+        Text files that contain a secret value are uploaded scrubbed."""
+        path = Path(path)
+        with _scrubbed(path) as upload:
+            if path.is_dir():
+                self.client.log_artifacts(self.run_id, str(upload), artifact_path or path.name)
+            else:
+                self.client.log_artifact(self.run_id, str(upload), artifact_path)
+
+    def log_curves(self, rows: list[dict], keys: list[str], name: str) -> str:
+        """Plot ``keys`` of step rows (see :func:`infra.plots.plot_curves`) and log the PNG as
+        ``plots/<name>.png``; returns that artifact path."""
+        from infra.plots import plot_curves
+
+        with tempfile.TemporaryDirectory(prefix="r1flow-plot-") as tmp:
+            png = plot_curves(rows, keys, Path(tmp) / f"{name}.png", title=name)
+            self.client.log_artifact(self.run_id, str(png), "plots")
+        return f"plots/{name}.png"
+
+    def log_dataset(self, rows: list[dict], name: str, context: str,
+                    source: str | Path | None = None) -> None:
+        """Record ``rows`` as an input dataset of the run (schema, row count, digest) with
+        ``context`` ("training", "eval", ...) and ``source`` (the file it was read from)."""
+        import mlflow.data
+        import pandas as pd
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        with warnings.catch_warnings():  # mlflow registers local paths twice and says so
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_pandas(pd.DataFrame(list(rows)), name=name,
+                                              source=str(source) if source is not None else None)
+        entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        self.client.log_inputs(self.run_id, datasets=[entity])
+
+    def note_error(self, err: BaseException) -> None:
+        """Tag the run with the (scrubbed) exception that ended it."""
+        with contextlib.suppress(Exception):
+            text = scrub_text(f"{type(err).__name__}: {err}")[:1000]
+            self.client.set_tag(self.run_id, "r1flow.error", text)
+
+    def close(self, status: str) -> None:
+        """Send what is queued and end the run with ``status``."""
+        try:
+            self.flush(strict=False)
+        finally:
+            self.client.set_terminated(self.run_id, status=status)
+
+
+class NullRun:
+    """What :func:`stage_run` yields on ranks other than 0: the same methods, no logging."""
+
+    run_id = None
+    last_step = 0
+
+    def log_params(self, params: dict) -> None:
+        """No-op."""
+
+    def log_step(self, step: int, metrics: dict) -> None:
+        """No-op."""
+
+    def flush(self, strict: bool = True) -> None:
+        """No-op."""
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """No-op."""
+
+    def log_table(self, rows: list[dict], artifact_file: str) -> None:
+        """No-op."""
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """No-op."""
+
+    def log_curves(self, rows: list[dict], keys: list[str], name: str) -> str:
+        """No-op."""
+        return f"plots/{name}.png"
+
+    def log_dataset(self, rows: list[dict], name: str, context: str,
+                    source: str | Path | None = None) -> None:
+        """No-op."""
+
+
+# ----------------------------------------------------------------------------- artifact scrubbing
+
+
+def _needs_scrub(path: Path, secrets: list[str]) -> bool:
+    if path.suffix.lower() not in _TEXT_SUFFIXES or path.stat().st_size > _MAX_SCAN_BYTES:
+        return False
+    text = path.read_text(errors="replace")
+    return scrub_text(text, secrets) != text
+
+
+@contextlib.contextmanager
+def _scrubbed(path: Path) -> Iterator[Path]:
+    """``path`` itself when no text file in it holds a secret value, else a scrubbed copy."""
+    secrets = secret_values()
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    dirty = [p for p in files if _needs_scrub(p, secrets)] if secrets else []
+    if not dirty:
+        yield path
+        return
+    log.warning("masking secret values in %d artifact file(s) under %s", len(dirty), path)
+    with tempfile.TemporaryDirectory(prefix="r1flow-scrub-") as tmp:
+        copy = Path(tmp) / path.name
+        if path.is_dir():
+            shutil.copytree(path, copy, symlinks=False)
+            for p in dirty:
+                target = copy / p.relative_to(path)
+                target.write_text(scrub_text(p.read_text(errors="replace"), secrets))
+        else:
+            copy.write_text(scrub_text(path.read_text(errors="replace"), secrets))
+        yield copy

@@ -1,0 +1,50 @@
+"""The one task that runs a stage: ``dvc repro --single-item NAME`` in a run's workspace.
+
+Prefect adds what DVC does not have (retries, logs in the UI, concurrency, the
+parent MLflow run); the stage's command, deps and outs stay in dvc.yaml alone.
+A stage whose deps and params are unchanged is restored from DVC's run cache
+instead of running again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from infra.proc import stream, tool_env
+
+# Training stages resume from their checkpoints, so retrying them is cheap.
+TRAINING_STAGES = {"base", "r1_zero"}
+PARENT_RUN_ENV = "R1FLOW_PARENT_RUN_ID"
+
+
+def stage_env(parent_run_id: str | None, tracking_uri: str) -> dict[str, str]:
+    """Environment for a stage subprocess: project tools on PATH, the MLflow parent run."""
+    extra = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+    if parent_run_id:
+        extra[PARENT_RUN_ENV] = parent_run_id
+    env = tool_env(extra)
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)  # each stage process sets up its own process group
+    return env
+
+
+@task(task_run_name="{stage}", retry_delay_seconds=5)
+def run_stage(stage: str, workspace: str, parent_run_id: str | None, tracking_uri: str,
+              force: bool = False) -> dict:
+    """Reproduce ``stage`` in ``workspace``, streaming its output; returns its metrics.json.
+    ``force`` runs it even when DVC considers it up to date."""
+    logger = get_run_logger()
+    cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
+    stream(cmd, cwd=workspace,
+           env=stage_env(parent_run_id, tracking_uri), on_line=logger.info)
+    metrics_path = Path(workspace) / "artifacts" / stage / "metrics.json"
+    return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+
+
+def retries_for(stage: str) -> int:
+    """Training stages retry (and resume); the others fail fast."""
+    return int(os.environ.get("R1FLOW_STAGE_RETRIES", "1")) if stage in TRAINING_STAGES else 0

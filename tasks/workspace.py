@@ -1,0 +1,97 @@
+"""Run workspaces: one git worktree per pipeline run, sharing the project's DVC cache.
+
+Two runs started at once from the Prefect UI each get their own worktree under
+``.r1flow/workspaces/<run>`` on branch ``runs/<run>``, so they never write the same
+file; content-addressed outputs land in the one shared DVC cache. At the end the
+run's lineage (params.yaml, dvc.lock) is committed on its branch and its outputs
+are pushed to the DVC remote.
+
+The DVC remote is, in order: ``$R1FLOW_DVC_REMOTE`` (any DVC URL, e.g.
+``s3://bucket/prefix``; S3 endpoints come from ``$AWS_ENDPOINT_URL_S3`` or
+``$AWS_ENDPOINT_URL``, credentials from the standard AWS variables), the default
+remote configured in the repository (``dvc remote add -d``), or the local folder
+``.dvc-storage`` in the project.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+from prefect import task
+
+from infra.lineage import git
+from infra.proc import CommandError, run
+
+log = logging.getLogger(__name__)
+
+REMOTE_ENV = "R1FLOW_DVC_REMOTE"
+REMOTE_NAME = "r1flow"
+
+
+def project_root(start: str | Path = ".") -> Path:
+    """The top of the git checkout that holds dvc.yaml."""
+    return Path(git("rev-parse", "--show-toplevel", cwd=start))
+
+
+def remote_url(root: Path) -> str | None:
+    """The remote to configure for a workspace, or None to keep the repository's default."""
+    if os.environ.get(REMOTE_ENV):
+        return os.environ[REMOTE_ENV]
+    try:
+        if run(["dvc", "remote", "default"], cwd=root).strip():
+            return None
+    except CommandError:
+        pass
+    return str(root / ".dvc-storage")
+
+
+def configure_dvc(workspace: Path, root: Path) -> None:
+    """Share the project's DVC cache and set this workspace's remote (config.local only)."""
+    run(["dvc", "cache", "dir", "--local", str(root / ".dvc" / "cache")], cwd=workspace)
+    url = remote_url(root)
+    if url is None:
+        return
+    run(["dvc", "remote", "add", "--local", "--default", "--force", REMOTE_NAME, url], cwd=workspace)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if url.startswith("s3://") and endpoint:
+        run(["dvc", "remote", "modify", "--local", REMOTE_NAME, "endpointurl", endpoint], cwd=workspace)
+
+
+def apply_overrides(params_path: Path, overrides: dict[str, dict]) -> None:
+    """Merge ``{stage: {key: value}}`` into params.yaml (this run's copy only)."""
+    params = yaml.safe_load(params_path.read_text()) or {}
+    for stage, values in overrides.items():
+        params.setdefault(stage, {}).update(values)
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@task(task_run_name="workspace")
+def create_workspace(run_name: str, overrides: dict[str, dict], source: str = ".") -> str:
+    """A fresh worktree on branch ``runs/<run_name>`` with this run's params.yaml."""
+    root = project_root(source)
+    workspace = root / ".r1flow" / "workspaces" / run_name
+    if workspace.exists():
+        raise FileExistsError(f"workspace {workspace} already exists: run names must be unique")
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    git("worktree", "add", "-q", "-b", f"runs/{run_name}", str(workspace), "HEAD", cwd=root)
+    # The launching checkout's params.yaml (possibly edited, not yet committed) is the base.
+    shutil.copyfile(Path(source) / "params.yaml", workspace / "params.yaml")
+    apply_overrides(workspace / "params.yaml", overrides)
+    configure_dvc(workspace, root)
+    log.info("run %s works in %s", run_name, workspace)
+    return str(workspace)
+
+
+@task(task_run_name="publish", retries=2, retry_delay_seconds=5)
+def publish(workspace: str, run_name: str) -> str:
+    """Commit params.yaml + dvc.lock on ``runs/<run_name>`` and push outputs; returns the commit."""
+    git("add", "params.yaml", "dvc.lock", cwd=workspace)
+    git("commit", "-q", "--allow-empty", "-m", f"r1flow run {run_name}: params and dvc.lock", cwd=workspace)
+    run(["dvc", "push", "-q"], cwd=workspace)
+    commit = git("rev-parse", "HEAD", cwd=workspace)
+    log.info("run %s published as %s on runs/%s", run_name, commit[:10], run_name)
+    return commit

@@ -1,0 +1,209 @@
+"""infra.tracking: stage runs in the embedded sqlite store and on a real MLflow server whose
+artifacts live in a moto S3 bucket; secrets never reach MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from servers import mlflow_server, moto_s3  # noqa: F401  (pytest fixtures)
+
+from infra import tracking
+from infra.steplog import StepLog
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = "MARKER-s3cr3t-7f3a9c"
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No tracking settings or credentials inherited from the caller; cwd = tmp_path."""
+    for name in ("MLFLOW_TRACKING_URI", tracking.PARENT_ENV, tracking.EXPERIMENT_ENV,
+                 "RANK", *tracking.SECRET_ENV, "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+@pytest.fixture
+def on_server(clean_env, mlflow_server, request):  # noqa: F811
+    """Tracking against the session's MLflow server, one experiment per test."""
+    clean_env.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    clean_env.setenv(tracking.EXPERIMENT_ENV, f"test-{request.node.name}")
+    from mlflow import MlflowClient
+
+    return MlflowClient(mlflow_server)
+
+
+def canonical_hash(params: dict) -> str:
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def git_repo(path: Path) -> str:
+    """A one-commit git repo at ``path``; returns HEAD."""
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                              cwd=path, check=True, capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (path / "README.md").write_text("tiny\n")
+    git("add", "README.md")
+    git("commit", "-q", "-m", "init")
+    return git("rev-parse", "HEAD")
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_import_does_not_import_mlflow_or_matplotlib():
+    code = "import sys, infra.tracking, infra.plots; print(sorted({'mlflow', 'matplotlib', 'boto3'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_metric_keys_are_valid_for_mlflow():
+    from mlflow.utils.validation import _validate_metric_name
+
+    for raw, expected in [("pass@1", "pass_at_1"), ("accuracy/arithmetic", "accuracy/arithmetic"),
+                          ("cons@16/gsm8k", "cons_at_16/gsm8k"), ("/a//b/", "a/b"),
+                          ("../x", "_/x"), ("loss (mean)", "loss _mean_")]:
+        key = tracking.metric_key(raw)
+        assert key == expected
+        _validate_metric_name(key)  # raises on names MLflow rejects
+
+
+def test_redact_masks_credentials_not_hyperparameters(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MARKER)
+    out = tracking.redact({
+        "aws_secret_access_key": "x", "hfToken": "y", "db": {"password": "z"},
+        "max_new_tokens": 64, "tokenizer": "bpe", "pad_token_id": 0, "token_ids": [1], "url": f"s3://k:{MARKER}@host/b", "list": [MARKER],
+    })
+    assert out["aws_secret_access_key"] == out["hfToken"] == out["db"]["password"] == tracking.MASK
+    assert out["max_new_tokens"] == 64 and out["tokenizer"] == "bpe"
+    assert out["pad_token_id"] == 0 and out["token_ids"] == [1]
+    assert out["url"] == "s3://k:***@host/b" and out["list"] == ["***"]
+
+
+def test_flatten_params_and_length_limit():
+    flat = tracking.flatten({"a": {"b": 1, "c": [1, 2]}, "rows": [{"x": 1}], "empty": {}})
+    assert flat == {"a.b": 1, "a.c": [1, 2], "rows.0.x": 1, "empty": {}}
+    assert len(tracking._param_value("x" * 10_000, 500)) == 500
+
+
+# ----------------------------------------------------------------------------- embedded store
+
+
+def test_embedded_default_store(clean_env, tmp_path):
+    from mlflow import MlflowClient
+
+    params = {"lr": 1e-3, "model": {"hidden": 32}, "rewards": ["accuracy", "format"]}
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    with tracking.stage_run("sft_cold", params) as run:
+        steps = StepLog(tmp_path / "steps.jsonl", sinks=[run.log_step])
+        for step in range(1, 8):
+            steps(step, {"loss": 1.0 / step, "accuracy": float("nan"), "pass@1": step / 10})
+        run.log_step(8, {"loss": None, "reward": 0.5})
+        run.log_metrics({"eval": {"accuracy/arithmetic": 0.75, "n": None}})
+    assert (tmp_path / "mlflow.db").is_file()
+    got = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run.run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "sft_cold"
+    assert got.data.params["model.hidden"] == "32" and got.data.params["lr"] == "0.001"
+    assert json.loads(got.data.params["rewards"]) == ["accuracy", "format"]
+    assert got.data.tags["r1flow.params_hash"] == canonical_hash(params)
+    history = MlflowClient(tracking.tracking_uri()).get_metric_history(run.run_id, "loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, 8))
+    assert got.data.metrics["pass_at_1"] == pytest.approx(0.7)
+    assert "accuracy" not in got.data.metrics  # NaN is skipped, not logged
+    assert got.data.metrics["eval/accuracy/arithmetic"] == 0.75 and "eval/n" not in got.data.metrics
+    assert got.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())
+
+
+# ----------------------------------------------------------------------------- real server + S3
+
+
+def test_pipeline_on_server(on_server, clean_env, moto_s3, tmp_path):  # noqa: F811
+    head = git_repo(tmp_path)
+    parent = tracking.start_pipeline_run("pipeline", {"r1flow.trigger": "test"})
+    tracking.set_tags(parent, {"r1flow.note": "two stages"})
+    clean_env.setenv(tracking.PARENT_ENV, parent)
+    params = {"group_size": 4, "rewards": {"accuracy": 1.0, "format": 0.5}}
+    rows = [{"step": s, "reward": s / 20, "kl": 0.01 * s} for s in range(1, 21)]
+    with tracking.stage_run("r1_zero", params, tags={"r1flow.model": "tiny"}) as run:
+        for row in rows:
+            run.log_step(row["step"], {k: v for k, v in row.items() if k != "step"})
+        run.log_table([{"prompt": "1+1", "completion": "2", "reward": 1.0}], "samples.json")
+        plot = run.log_curves(rows, ["reward", "kl", "absent"], "r1_zero")
+        run.log_dataset([{"prompt": "1+1", "answer": "2"}], "train", "training", source=tmp_path / "train.jsonl")
+    with tracking.stage_run("evaluate@base", {"k": 4}) as evaluation:
+        evaluation.log_metrics({"pass@1": {"gsm8k": 0.25}})
+    tracking.end_run(parent)
+
+    assert tracking.find_stage_run(parent, "r1_zero") == run.run_id
+    assert tracking.find_stage_run(parent, "evaluate@base") == evaluation.run_id
+    assert tracking.find_stage_run(parent, "sft") is None
+    got = on_server.get_run(run.run_id)
+    assert got.data.tags["mlflow.parentRunId"] == parent and got.info.status == "FINISHED"
+    assert got.data.tags["git.commit"] == head and got.data.tags["git.dirty"] == "false"
+    assert got.data.tags["r1flow.params_hash"] == canonical_hash(params)
+    assert got.data.tags["r1flow.model"] == "tiny" and got.data.params["rewards.format"] == "0.5"
+    assert on_server.get_run(parent).info.status == "FINISHED"
+    assert on_server.get_run(parent).data.tags["r1flow.note"] == "two stages"
+    steps = sorted(m.step for m in on_server.get_metric_history(run.run_id, "reward"))
+    assert steps == list(range(1, 21))
+    assert on_server.get_run(evaluation.run_id).data.metrics["pass_at_1/gsm8k"] == 0.25
+    [dataset] = got.inputs.dataset_inputs
+    assert dataset.dataset.name == "train" and dataset.tags[0].value == "training"
+
+    names = {a.path for a in on_server.list_artifacts(run.run_id)} | {
+        a.path for a in on_server.list_artifacts(run.run_id, "plots")}
+    assert {"samples.json", plot} <= names
+    keys = [o["Key"] for o in moto_s3.client().list_objects_v2(
+        Bucket=moto_s3.bucket, Prefix="mlflow/")["Contents"]]
+    png = [k for k in keys if k.endswith(f"{run.run_id}/artifacts/{plot}")]
+    assert png, keys
+    body = moto_s3.client().get_object(Bucket=moto_s3.bucket, Key=png[0])["Body"].read()
+    assert body[:8] == b"\x89PNG\r\n\x1a\n" and len(body) > 5000
+
+
+def test_failing_stage_ends_failed(on_server):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.stage_run("sft", {"lr": 0.1}) as run:
+            run.log_step(1, {"loss": 2.0})
+            raise RuntimeError("boom")
+    got = on_server.get_run(run.run_id)
+    assert got.info.status == "FAILED"
+    assert got.data.tags["r1flow.error"] == "RuntimeError: boom"
+    assert [m.step for m in on_server.get_metric_history(run.run_id, "loss")] == [1]  # flushed
+    assert "git.commit" not in got.data.tags  # tmp_path is not a git repo
+
+
+def test_secrets_never_reach_mlflow(on_server, clean_env, tmp_path):
+    clean_env.setenv("AWS_SECRET_ACCESS_KEY", MARKER)
+    params = {"remote": {"aws_secret_access_key": "keyed-secret-value", "url": f"s3://u:{MARKER}@h/b"},
+              "note": MARKER, "max_new_tokens": 64}
+    (tmp_path / "run.json").write_text(json.dumps({"config": params}))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "log.txt").write_text(f"connecting with {MARKER}\n")
+    (tmp_path / "out" / "weights.bin").write_bytes(b"\0" * 16)
+    with pytest.raises(ValueError):
+        with tracking.stage_run("cold_start", params, tags={"cred": MARKER}) as run:
+            run.log_table([{"prompt": MARKER, "token": "t0k"}], "rows.json")
+            run.log_artifact(tmp_path / "run.json")
+            run.log_artifact(tmp_path / "out")
+            raise ValueError(f"bad credential {MARKER}")
+    got = on_server.get_run(run.run_id)
+    logged = json.dumps({"params": got.data.params, "tags": got.data.tags})
+    assert MARKER not in logged and "keyed-secret-value" not in logged
+    assert got.data.params["max_new_tokens"] == "64" and got.data.params["note"] == "***"
+
+    import mlflow.artifacts
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run.run_id, dst_path=str(tmp_path / "dl"),
+                                                     tracking_uri=on_server.tracking_uri))
+    files = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+    assert set(files) == {"rows.json", "run.json", "out/log.txt", "out/weights.bin"}
+    assert not [name for name, data in files.items() if MARKER.encode() in data]
+    assert (tmp_path / "run.json").read_text().count(MARKER) == 2  # the user's file is untouched
