@@ -10,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One thread per process: tests start several processes at once (servers, ranks, stages) on
+# a 2-core machine, where OpenMP threads that spin-wait for a busy core cost 1000x.
+os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
 
 
@@ -35,7 +38,7 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, **kwargs):
     """Run `r1flow ...` in a subprocess (as a user would), returning the CompletedProcess."""
     import subprocess
 
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env = dict(os.environ)
     for key in DIST_VARS:  # set by in-process engines of this pytest run; the child picks its own
         env.pop(key, None)
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env,

@@ -160,3 +160,20 @@ def mlflow_server(moto_s3, tmp_path_factory):
         yield uri
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """``prefect server start`` (UI included) on 127.0.0.1 with its own PREFECT_HOME:
+    yields its API URL."""
+    port = free_port()
+    home = tmp_path_factory.mktemp("prefect_home")
+    env = server_env({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                      "PREFECT_API_URL": ""})
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
+    api = f"http://{HOST}:{port}/api"
+    proc = start_server("prefect", cmd, env, home / "server.log", f"{api}/health", timeout=120)
+    try:
+        yield api
+    finally:
+        stop_server(proc)

@@ -1,0 +1,159 @@
+"""The product as users drive it, against real servers on 127.0.0.1.
+
+A moto S3 server (DVC remote and MLflow artifact store), an MLflow server and a Prefect
+server are started; `r1flow serve` registers the deployments; two pipeline runs are
+created at once through the REST call the UI's Run button makes, each with parameter
+overrides. Then: MLflow holds a parent run and one child per stage with step metrics,
+the bucket holds every output's DVC object, each run's lineage is on its own
+`runs/...` branch, and `r1flow reproduce` re-creates r1_zero bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from servers import mlflow_server, moto_s3, prefect_server, server_env, start_server, stop_server  # noqa: F401
+from test_stages import SMALL
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["base", "r1_zero", "evaluate"]
+
+
+def _request(method: str, url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def make_project(dest: Path, params: dict) -> Path:
+    """A fresh git repository holding this checkout's files (as a user's clone would)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).write_bytes((ROOT / name).read_bytes())
+    (dest / "params.yaml").write_text(yaml.safe_dump(params))
+    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run(["git", *ident, "commit", "-qm", "r1flow"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, moto_s3, mlflow_server, prefect_server):
+    """`r1flow serve` in a fresh project, wired to the three servers."""
+    project = make_project(tmp_path_factory.mktemp("project"), SMALL)
+    env = server_env({**moto_s3, "PREFECT_API_URL": prefect_server, "MLFLOW_TRACKING_URI": mlflow_server,
+                      "R1FLOW_DVC_REMOTE": f"s3://{moto_s3.bucket}/dvc", "OMP_NUM_THREADS": "1",
+                      "PREFECT_HOME": str(tmp_path_factory.mktemp("serve_home")),
+                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    url = f"{prefect_server}/deployments/name/r1-pipeline/r1-pipeline"
+    proc = start_server("r1flow serve", [sys.executable, "-m", "flows.cli", "serve", "--limit", "2"],
+                        env, project / "serve.log", url, timeout=120)
+    # start_server runs the command in the log's folder: the project root.
+    try:
+        yield {"project": project, "env": env, "api": prefect_server, "deployment": _request("GET", url)["id"],
+               "mlflow": mlflow_server, "s3": moto_s3}
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def ui_runs(served):
+    """Two runs created at once, as the UI's Run button does, with parameter overrides."""
+    api, dep = served["api"], served["deployment"]
+    created = [_request("POST", f"{api}/deployments/{dep}/create_flow_run",
+                        {"parameters": {"seed": seed, "rl_steps": 4}}) for seed in (1, 2)]
+    ids = [run["id"] for run in created]
+    deadline = time.time() + 900
+    states = {}
+    while time.time() < deadline:
+        states = {i: _request("GET", f"{api}/flow_runs/{i}")["state"]["type"] for i in ids}
+        if all(s in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for s in states.values()):
+            break
+        time.sleep(2)
+    log = (served["project"] / "serve.log").read_text(errors="replace")[-8000:]
+    assert all(s == "COMPLETED" for s in states.values()), f"{states}\n{log}"
+    return [_request("GET", f"{api}/flow_runs/{i}") for i in ids]
+
+
+def _mlflow_client(served):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(served["mlflow"])
+
+
+def _parent_and_children(served, flow_run_id):
+    client = _mlflow_client(served)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    (parent,) = client.search_runs(exps, f"tags.`prefect.flow_run_id` = '{flow_run_id}'")
+    children = client.search_runs(exps, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return parent, {c.info.run_name: c for c in children}
+
+
+def _branch_file(project: Path, branch: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{branch}:{path}"], cwd=project, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_ui_runs_are_tracked_in_mlflow_with_step_metrics(served, ui_runs):
+    for flow_run in ui_runs:
+        parent, children = _parent_and_children(served, flow_run["id"])
+        assert parent.info.status == "FINISHED"
+        assert parent.data.tags["prefect.flow_run_url"].endswith(flow_run["id"])
+        assert sorted(children) == sorted(STAGES)
+        history = _mlflow_client(served).get_metric_history(children["r1_zero"].info.run_id, "reward")
+        assert sorted({m.step for m in history}) == [1, 2, 3, 4]  # the override (4 steps), streamed
+        tags = children["r1_zero"].data.tags
+        assert tags["r1flow.lineage_commit"] and tags["r1flow.params_hash"]
+        assert tags["dvc.out.artifacts/r1_zero/model"] and tags["dvc.dep.artifacts/base/model"]
+
+
+def test_lineage_branches_are_distinct_and_hold_the_overrides(served, ui_runs):
+    project = served["project"]
+    locks = []
+    for flow_run in ui_runs:
+        parent, _ = _parent_and_children(served, flow_run["id"])
+        branch = parent.data.tags["r1flow.branch"]
+        params = yaml.safe_load(_branch_file(project, branch, "params.yaml"))
+        assert params["r1_zero"]["steps"] == 4 and params["r1_zero"]["seed"] == flow_run["parameters"]["seed"]
+        locks.append(yaml.safe_load(_branch_file(project, branch, "dvc.lock")))
+    models = [lock["stages"]["r1_zero"]["outs"] for lock in locks]
+    assert models[0] != models[1]  # two seeds, two models: nothing shared by accident
+
+
+def test_every_output_is_in_the_s3_remote(served, ui_runs):
+    s3 = served["s3"]
+    keys = set()
+    for page in s3.client().get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix="dvc/"):
+        keys |= {obj["Key"] for obj in page.get("Contents", [])}
+    parent, _ = _parent_and_children(served, ui_runs[0]["id"])
+    lock = yaml.safe_load(_branch_file(served["project"], parent.data.tags["r1flow.branch"], "dvc.lock"))
+    for stage in lock["stages"].values():
+        for out in stage["outs"]:
+            md5 = out["md5"]
+            assert f"dvc/files/md5/{md5[:2]}/{md5[2:]}" in keys, out["path"]
+
+
+def test_reproduce_gives_identical_outputs(served, ui_runs):
+    _, children = _parent_and_children(served, ui_runs[0]["id"])
+    run_id = children["r1_zero"].info.run_id
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "reproduce", run_id], cwd=served["project"],
+                          env=served["env"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])
+    assert set(report) == {"artifacts/r1_zero/model", "artifacts/r1_zero/prompts.jsonl",
+                           "artifacts/r1_zero/samples.jsonl"}
+    assert all(entry["match"] and entry["expected"] for entry in report.values())
