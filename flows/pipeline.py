@@ -101,7 +101,7 @@ def r1_pipeline(
     commit = publish(workspace, run_name)
     children = close_pipeline_run(parent, workspace, list(metrics), commit)
     logger.info("run %s: workspace %s, lineage runs/%s @ %s", run_name, workspace, run_name, commit[:10])
-    return {"run": run_name, "workspace": workspace, "branch": f"runs/{run_name}", "commit": commit,
+    return {"run": run_name, "flow_run_id": str(flow_run.id), "workspace": workspace, "branch": f"runs/{run_name}", "commit": commit,
             "mlflow_run_id": parent, "stage_runs": children, "metrics": metrics}
 
 

@@ -115,3 +115,21 @@ def test_unknown_key_fails_before_any_work(tmp_path):
     proc = run_cli(["stage", "r1_zero", "--set", "learning_rate=1"], project)
     assert proc.returncode != 0 and "unknown key 'learning_rate'" in proc.stderr
     assert not (project / "artifacts").exists()
+
+
+def test_dataset_breaking_a_quality_rule_fails_and_keeps_the_previous_version(tmp_path, tiny_base):
+    project = _project(tmp_path, r1_zero={"model": str(tiny_base), "steps": 1, "checkpoint_every": 0})
+    _ok(run_cli(["stage", "r1_zero"], project))
+    out = project / "artifacts" / "r1_zero"
+    before = {p: (out / p).read_bytes() for p in ("prompts.jsonl", "model/model.safetensors")}
+
+    bad = tmp_path / "prompts.jsonl"  # well-formed rows, but an arithmetic answer that is no integer
+    bad.write_text("".join(json.dumps({"id": f"r{i}", "prompt": f"Compute {i} + 1", "answer": str(i + 1),
+                                       "source": "arithmetic"}) + "\n" for i in range(7))
+                   + json.dumps({"id": "r7", "prompt": "Compute 7 + 1", "answer": "eight",
+                                 "source": "arithmetic"}) + "\n")
+    proc = run_cli(["stage", "r1_zero", "--set", f"dataset={bad}"], project)
+    assert proc.returncode != 0
+    assert "expect_column_values_to_match_regex" in proc.stderr and "answer" in proc.stderr
+    assert "r7" in proc.stderr  # the offending row is named
+    assert {p: (out / p).read_bytes() for p in before} == before
