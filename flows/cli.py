@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 
 # Stage name -> module with main(argv); the same name is the params.yaml section, the
 # dvc.yaml stage, the Prefect task run, the MLflow run and the artifacts/ folder.
@@ -44,6 +45,17 @@ def _embedded_defaults() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def copy_outputs(source: Path, dest: Path) -> None:
+    """Replace each stage folder of ``dest`` by the run's (one atomic rename per stage)."""
+    import shutil
+
+    from infra.io import staged_dir
+
+    for stage in sorted(p for p in source.iterdir() if p.is_dir()):
+        with staged_dir(dest / stage.name) as tmp:
+            shutil.copytree(stage, tmp, dirs_exist_ok=True)
+
+
 def cmd_run(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="r1flow run", description="Run the whole pipeline once.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE",
@@ -62,10 +74,11 @@ def cmd_run(argv: list[str]) -> None:
     from infra import tracking
 
     result = r1_pipeline(params=params or None)
-    table = os.path.join(result["workspace"], "artifacts", "evaluate", "table.md")
-    if os.path.exists(table):
-        print("\n" + open(table).read())
-    print(f"Run {result['run']}: outputs in {result['workspace']}/artifacts, "
+    copy_outputs(Path(result["workspace"]) / "artifacts", Path("artifacts"))
+    table = Path("artifacts") / "evaluate" / "table.md"
+    if table.exists():
+        print("\n" + table.read_text())
+    print(f"Run {result['run']}: outputs in artifacts/ (a copy of {result['workspace']}/artifacts), "
           f"lineage on branch {result['branch']} ({result['commit'][:10]}).")
     print("Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200)")
     print(f"MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {tracking.tracking_uri()}   (then http://127.0.0.1:5000)")
