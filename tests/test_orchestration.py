@@ -130,6 +130,11 @@ def test_lineage_branches_are_distinct_and_hold_the_overrides(served, ui_runs):
         params = yaml.safe_load(_branch_file(project, branch, "params.yaml"))
         assert params["r1_zero"]["steps"] == 4 and params["r1_zero"]["seed"] == flow_run["parameters"]["seed"]
         locks.append(yaml.safe_load(_branch_file(project, branch, "dvc.lock")))
+        # No shared-file damage: every output in the run's workspace still matches its lock.
+        workspace = project / ".r1flow" / "workspaces" / branch.removeprefix("runs/")
+        status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=workspace, capture_output=True,
+                                text=True, env=served["env"])
+        assert "up to date" in status.stdout, status.stdout + status.stderr
     models = [lock["stages"]["r1_zero"]["outs"] for lock in locks]
     assert models[0] != models[1]  # two seeds, two models: nothing shared by accident
 
