@@ -5,7 +5,7 @@ reads every task run's wall time from the Prefect API and each stage's own timin
 artifacts/<stage>/run.json, and prints a table:
 
 - task_s     wall time of the Prefect task run (what a user waits for);
-- process_s  lifetime of the stage's Python process (imports, config, MLflow run, work);
+- process_s  lifetime of the stage's Python process (imports, config, MLflow logging, work);
 - compute_s  time inside the stage's run(cfg) (the work itself);
 - overhead_s task_s - compute_s: everything orchestration adds (Prefect, DVC, the process
              start and imports, opening the MLflow run, writing records);
@@ -60,7 +60,7 @@ def main() -> None:
         task_s, process_s, compute_s = walls[stage], record["process_s"], record["compute_s"]
         rows.append((stage, task_s, process_s, compute_s, task_s - compute_s, task_s - process_s))
     print(f"\nrun {result['run']} ({'small preset' if args.small else 'params.yaml'}), seed {seed}")
-    print(f"| stage | task_s | process_s | compute_s | overhead_s | of which dvc+prefect |")
+    print("| stage | task_s | process_s | compute_s | overhead_s | of which dvc+prefect |")
     print("|---|---:|---:|---:|---:|---:|")
     for stage, *values in rows:
         print(f"| {stage} | " + " | ".join(f"{v:.1f}" for v in values) + " |")

@@ -5,7 +5,8 @@
 stage's MLflow run (a child of ``$R1FLOW_PARENT_RUN_ID`` inside a pipeline run),
 runs ``run(cfg)`` with every per-step metric streamed to that run, and writes
 ``artifacts/<stage>/metrics.json`` (what ``run`` returned), ``steps.json`` (the
-per-step metrics, for ``dvc plots``) and ``run.json`` (resolved config and times).
+per-step metrics, for ``dvc plots``) and ``run.json`` (resolved config; ``compute_s``, the
+time inside ``run``, and ``process_s``, the process's whole life up to the end).
 """
 
 from __future__ import annotations
@@ -61,21 +62,22 @@ def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: li
         metrics = run(cfg)
         compute_s = time.time() - started
         if launch.rank() == 0:
-            record(name, cfg, metrics, started, compute_s)
+            record(name, metrics)
             publish(mlrun, stage_dir(name), metrics)
+            write_json(stage_dir(name) / "run.json", {
+                "stage": name, "config": to_dict(cfg), "started": started,
+                "compute_s": round(compute_s, 3), "process_s": round(_process_age(), 3)})
     log.info("stage %s done in %.1f s", name, time.time() - started)
     return metrics
 
 
-def record(name: str, cfg: Any, metrics: dict, started: float, compute_s: float) -> None:
-    """metrics.json, steps.json (from steps.jsonl) and run.json of a finished stage."""
+def record(name: str, metrics: dict) -> None:
+    """metrics.json and steps.json (from steps.jsonl, for `dvc plots`) of a finished stage."""
     out = stage_dir(name)
     write_json(out / "metrics.json", metrics)
     steps = out / "steps.jsonl"
     if steps.is_file():
         write_json(out / "steps.json", [json.loads(l) for l in steps.read_text().splitlines() if l.strip()])
-    write_json(out / "run.json", {"stage": name, "config": to_dict(cfg), "started": started,
-                                  "compute_s": round(compute_s, 3), "process_s": round(_process_age(), 3)})
 
 
 def publish(mlrun, out: Path, metrics: dict) -> None:
