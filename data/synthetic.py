@@ -53,6 +53,23 @@ class Noise:
     unformatted: float = 0.25  # the answer is given without <answer> tags
 
 
+# The words of the worked solutions, per language. Every example is written in one language;
+# a second script gives pure RL the chance to drift into mixing languages, as R1-Zero did.
+LEXICONS = {
+    "en": {"write": "write", "carry": "carry", "so": "so", "wait": "wait", "try": "try",
+           "yes": "yes", "no": "no", "answer_is": "the answer is"},
+    "ru": {"write": "пишем", "carry": "перенос", "so": "итак", "wait": "подожди", "try": "пробуем",
+           "yes": "да", "no": "нет", "answer_is": "ответ"},
+}
+
+
+def lexicon(language: str) -> dict[str, str]:
+    """The solver's words in ``language`` (one of LEXICONS)."""
+    if language not in LEXICONS:
+        raise ValueError(f"unknown corpus language {language!r}; choose from {sorted(LEXICONS)}")
+    return LEXICONS[language]
+
+
 def split_of(key: str) -> str:
     """``train`` or ``test`` for a problem key, by a stable hash (never ``hard``)."""
     bucket = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 1000
@@ -71,14 +88,15 @@ def _arithmetic_problem(rng: random.Random, size: tuple[int, int]) -> dict:
     return {"key": f"{a}+{b}", "prompt": f"Compute {a} + {b}", "answer": str(a + b), "terms": [a, b]}
 
 
-def _column_step(x: int, y: int, carry: int, total: int) -> str:
+def _column_step(x: int, y: int, carry: int, total: int, w: dict[str, str]) -> str:
     plus = " + 1" if carry else ""
-    carry_out = " carry 1" if total >= 10 else ""
-    return f"{x} + {y}{plus} = {total} , write {total % 10}{carry_out} ."
+    carry_out = f" {w['carry']} 1" if total >= 10 else ""
+    return f"{x} + {y}{plus} = {total} , {w['write']} {total % 10}{carry_out} ."
 
 
-def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise) -> tuple[str, str]:
+def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise, language: str = "en") -> tuple[str, str]:
     """Column addition from the right, one step per column; returns (reasoning, answer)."""
+    w = lexicon(language)
     a, b = terms
     xs, ys = str(a)[::-1], str(b)[::-1]
     width = max(len(xs), len(ys))
@@ -92,17 +110,17 @@ def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise) -> tupl
             shown_carry, total = 0, x + y
         elif rng.random() < noise.slip:
             total = max(0, true + rng.choice((-1, 1)))
-        steps.append(_column_step(x, y, shown_carry, total))
+        steps.append(_column_step(x, y, shown_carry, total, w))
         if total != true and rng.random() < noise.fix:
-            steps.append("wait , " + _column_step(x, y, carry, true))
+            steps.append(f"{w['wait']} , " + _column_step(x, y, carry, true, w))
             total = true
         written.append(total % 10)
         carry = 1 if total >= 10 else 0
     if carry:
-        steps.append("write 1 .")
+        steps.append(f"{w['write']} 1 .")
         written.append(1)
     result = str(int("".join(map(str, reversed(written)))))
-    steps.append(f"so {result}")
+    steps.append(f"{w['so']} {result}")
     return " ".join(steps), result
 
 
@@ -157,7 +175,7 @@ def _countdown_problem(rng: random.Random, size: tuple[int, int]) -> dict:
             }
 
 
-def _try_line(numbers, ops, rng: random.Random, noise: Noise) -> tuple[str, int]:
+def _try_line(numbers, ops, rng: random.Random, noise: Noise, w: dict[str, str]) -> tuple[str, int]:
     """One attempt, step by step, possibly with a slip; returns (text, claimed value)."""
     parts, acc = [], numbers[0]
     for op, x in zip(ops, numbers[1:]):
@@ -165,14 +183,16 @@ def _try_line(numbers, ops, rng: random.Random, noise: Noise) -> tuple[str, int]
         shown = true + rng.choice((-1, 1)) if rng.random() < noise.slip else true
         parts.append(f"{acc} {op} {x} = {shown}")
         if shown != true and rng.random() < noise.fix:
-            parts.append(f"wait , {acc} {op} {x} = {true}")
+            parts.append(f"{w['wait']} , {acc} {op} {x} = {true}")
             shown = true
         acc = shown
     return " , ".join(parts), acc
 
 
-def solve_countdown(numbers: list[int], target: int, rng: random.Random, noise: Noise) -> tuple[str, str]:
+def solve_countdown(numbers: list[int], target: int, rng: random.Random, noise: Noise,
+                    language: str = "en") -> tuple[str, str]:
     """A few wrong tries, then (usually) a right one; returns (reasoning, expression)."""
+    w = lexicon(language)
     chains = [
         (perm, ops)
         for perm in set(itertools.permutations(numbers))
@@ -187,11 +207,11 @@ def solve_countdown(numbers: list[int], target: int, rng: random.Random, noise: 
     plan = wrong[:n_wrong] + right[:1] + wrong[n_wrong:n_wrong + 2]
     lines, answer = [], render_chain(*plan[-1])
     for perm, ops in plan:
-        text, claimed = _try_line(perm, ops, rng, noise)
-        verdict = "yes" if claimed == target else "no"
-        lines.append(f"try {text} . {verdict} .")
+        text, claimed = _try_line(perm, ops, rng, noise, w)
+        found = claimed == target
+        lines.append(f"{w['try']} {text} . {w['yes'] if found else w['no']} .")
         answer = render_chain(perm, ops)
-        if verdict == "yes":
+        if found:
             break
     return " ".join(lines), answer
 
@@ -235,29 +255,39 @@ def make_rows(family: str, split: str, n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def worked_solution(problem: dict, family: str, rng: random.Random, noise: Noise) -> str:
+def worked_solution(problem: dict, family: str, rng: random.Random, noise: Noise, language: str = "en") -> str:
     """The fallible solver's completion for one problem (R1-Zero format, sometimes untagged)."""
     if family == "arithmetic":
-        reasoning, answer = solve_arithmetic(problem["terms"], rng, noise)
+        reasoning, answer = solve_arithmetic(problem["terms"], rng, noise, language)
     else:
-        reasoning, answer = solve_countdown(problem["numbers"], int(problem["answer"]), rng, noise)
+        reasoning, answer = solve_countdown(problem["numbers"], int(problem["answer"]), rng, noise, language)
     if rng.random() < noise.unformatted:
-        return f"<think> {reasoning} </think> the answer is {answer}"
+        return f"<think> {reasoning} </think> {lexicon(language)['answer_is']} {answer}"
     return r1_zero_completion(reasoning, answer)
 
 
-def base_corpus(n: int, *, mix: dict[str, float], noise: Noise, seed: int = 0) -> list[dict]:
-    """``n`` pretraining documents (prompt, completion) from train-split problems only."""
+def base_corpus(n: int, *, mix: dict[str, float], noise: Noise, seed: int = 0,
+                languages: dict[str, float] | None = None) -> list[dict]:
+    """``n`` pretraining documents (prompt, completion) from train-split problems only, each
+    written in one language drawn from ``languages`` (shares; default English only)."""
     unknown = set(mix) - set(FAMILIES)
     if unknown:
         raise ValueError(f"corpus mix: unknown families {sorted(unknown)}; choose from {FAMILIES}")
+    languages = languages or {"en": 1.0}
+    for language in languages:
+        lexicon(language)
     rng = random.Random(f"corpus/{seed}")
+    # A stream of its own, so that adding a language leaves the problems and slips unchanged.
+    language_rng = random.Random(f"corpus-language/{seed}")
+    codes, shares = zip(*languages.items())
     streams = {family: problems(family, "train", seed + 1, distinct=False) for family in mix}
     families, weights = zip(*mix.items())
     rows = []
     for i in range(n):
         family = rng.choices(families, weights)[0]
         problem = next(streams[family])
+        language = language_rng.choices(codes, shares)[0]
         rows.append({"id": f"corpus-{i:06d}", "prompt": problem["prompt"], "answer": problem["answer"],
-                     "completion": worked_solution(problem, family, rng, noise), "source": family})
+                     "completion": worked_solution(problem, family, rng, noise, language),
+                     "source": family, "language": language})
     return rows

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from data.formatting import r1_zero_prompt
-from model.grpo import reflection_rate
+from model.grpo import mixing_rate, reflection_rate
 from model.rewards import answer_key, extract_answer, get_reward
 from model.rewards.code import extract_code
 from model.rollout import decode_completions, generate, left_pad
@@ -105,6 +105,7 @@ def evaluate(model, tokenizer, rows: list[dict], protocol: Protocol, reflection_
         "greedy": sum(greedy) / len(greedy),
         "mean_length": sum(lengths) / len(lengths),
         "reflection_rate": reflection_rate(texts, reflection_phrases),
+        "mixing_rate": mixing_rate(texts),
         "format_rate": sum(fmt) / len(fmt),
         "n": len(rows),
         "k": k,

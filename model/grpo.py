@@ -48,7 +48,7 @@ from model.rollout import completion_logprobs, decode_completions, generate, lef
 log = logging.getLogger(__name__)
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
-DEFAULT_REFLECTION = ["wait", "re-check", "recheck", "let me verify", "let me check"]
+DEFAULT_REFLECTION = ["wait", "re-check", "recheck", "let me verify", "let me check", "подожди"]
 
 
 @dataclass
@@ -152,6 +152,15 @@ def reflection_rate(texts: list[str], phrases: list[str]) -> float:
         return 0.0
     pattern = re.compile(r"\b(" + "|".join(re.escape(p) for p in phrases) + r")\b", re.IGNORECASE)
     return sum(bool(pattern.search(t)) for t in texts) / len(texts)
+
+
+def mixing_rate(texts: list[str]) -> float:
+    """Share of completions whose reasoning mixes scripts (e.g. Latin and Cyrillic words)."""
+    from model.rewards.language import reasoning_text, scripts_in
+
+    if not texts:
+        return 0.0
+    return sum(len(scripts_in(reasoning_text(t))) > 1 for t in texts) / len(texts)
 
 
 def score(texts: list[str], columns: dict[str, list], weights: dict[str, float]):
@@ -287,6 +296,7 @@ class GRPOTrainer:
             "format_rate": _mean(get_reward("format")(texts)),
             "response_length": float(mask.sum(dim=1).float().mean()),
             "reflection_rate": reflection_rate(texts, a.reflection_phrases),
+            "mixing_rate": mixing_rate(texts),
             "truncated_rate": float((~rollout.finished).float().mean()),
             **stats,
             "lr": self.engine.get_lr()[0],

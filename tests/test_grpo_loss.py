@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model.grpo import group_advantages, grpo_loss, reflection_rate
+from model.grpo import group_advantages, grpo_loss, mixing_rate, reflection_rate
 
 
 def _batch(seed=0, B=6, C=5):
@@ -127,3 +127,11 @@ def test_clip_stops_the_gradient_outside_the_trust_region():
 def test_reflection_rate_counts_whole_words():
     texts = ["wait , 4 + 8 = 12", "Let me verify this", "awaited result", "nothing here"]
     assert reflection_rate(texts, ["wait", "let me verify"]) == 0.5
+
+
+def test_mixing_rate_counts_reasoning_in_two_scripts():
+    texts = ["<think> 3 + 4 = 7 , write 7 . so 7 </think> <answer> 7 </answer>",
+             "<think> 3 + 4 = 7 , пишем 7 . итак 7 </think> <answer> 7 </answer>",
+             "<think> 3 + 4 = 7 , write 7 . итак 7 </think> <answer> 7 </answer>",
+             "<think> 3 + 4 = 7 , пишем 7 . so 7 </think> the answer is 7"]
+    assert mixing_rate(texts) == 0.5

@@ -77,3 +77,17 @@ def test_load_task_names():
 def test_small_problem_space_ends_instead_of_hanging():
     rows = make_rows("countdown", "test", 100_000)
     assert 50 < len(rows) < 1000
+
+
+def test_second_language_leaves_problems_and_slips_unchanged():
+    mix = {"arithmetic": 0.75, "countdown": 0.25}
+    english = base_corpus(300, mix=mix, noise=Noise())
+    both = base_corpus(300, mix=mix, noise=Noise(), languages={"en": 0.5, "ru": 0.5})
+    assert [r["prompt"] for r in english] == [r["prompt"] for r in both]
+    ru = [r for r in both if r["language"] == "ru"]
+    assert 100 < len(ru) < 200
+    assert all("write" not in r["completion"] and "пишем" in r["completion"]
+               for r in ru if r["source"] == "arithmetic")
+    from data.quality import check_rows
+
+    check_rows(both, "corpus")  # every example is written in one script

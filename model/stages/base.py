@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from data.loaders import write_jsonl
 from data.quality import write_checked_jsonl
-from data.synthetic import FAMILIES, Noise, base_corpus
+from data.synthetic import FAMILIES, LEXICONS, Noise, base_corpus
 from data.formatting import r1_zero_prompt
 from infra.config import knob
 from infra.io import staged_dir
@@ -39,6 +39,7 @@ class BaseConfig(SFTArgs):
     model: str = knob("", "A Hugging Face causal LM (path or hub id) to use as is; empty = the tiny default.")
     corpus_size: int = knob(40000, "Worked solutions in the synthetic pretraining corpus.")
     mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Share of each task family in the corpus.")
+    languages: dict = knob({"en": 1.0}, "Share of corpus examples written in each language (en, ru).")
     slip: float = knob(0.05, "Chance that a step of the corpus's solver is off by one.")
     forget_carry: float = knob(0.4, "Chance that the solver drops a carry coming into a column.")
     fix: float = knob(0.3, "Chance that a wrong step is followed by a 'wait , ...' re-check that repairs it.")
@@ -53,6 +54,9 @@ class BaseConfig(SFTArgs):
 
     def __post_init__(self):
         super().__post_init__()
+        unknown_languages = set(self.languages) - set(LEXICONS)
+        if unknown_languages:
+            raise ValueError(f"languages: unknown {sorted(unknown_languages)}; choose from {sorted(LEXICONS)}")
         unknown = set(self.mix) - set(FAMILIES)
         if unknown:
             raise ValueError(f"mix: unknown task families {sorted(unknown)}; choose from {FAMILIES}")
@@ -72,7 +76,7 @@ def run(cfg: BaseConfig) -> dict:
         log.info("base: using %s as the base model (nothing trained)", cfg.model)
         return {"trained": 0}
     noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted)
-    rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed)
+    rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed, languages=cfg.languages)
     write_checked_jsonl(rows, out / "corpus.jsonl", "corpus", report_dir=out / "quality")
     tokenizer = factory.train_tokenizer(
         (r1_zero_prompt(r["prompt"]) + " " + r["completion"] for r in rows), vocab_size=cfg.vocab_size)
@@ -87,13 +91,14 @@ def run(cfg: BaseConfig) -> dict:
     checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
     return {
         **metrics, "trained": 1, "parameters": sum(p.numel() for p in model.parameters()),
-        "corpus_rows": len(rows), "corpus_reflection_share": _share(rows, "wait ,"),
-        "corpus_unformatted_share": _share(rows, "the answer is"),
+        "corpus_rows": len(rows),
+        "corpus_reflection_share": _share(rows, lambda c: any(f"{w['wait']} ," in c for w in LEXICONS.values())),
+        "corpus_unformatted_share": _share(rows, lambda c: "<answer>" not in c),
     }
 
 
-def _share(rows: list[dict], phrase: str) -> float:
-    return sum(phrase in r["completion"] for r in rows) / max(1, len(rows))
+def _share(rows: list[dict], test) -> float:
+    return sum(bool(test(r["completion"])) for r in rows) / max(1, len(rows))
 
 
 def main(argv: list[str] | None = None) -> dict:
