@@ -22,6 +22,9 @@ from pathlib import Path
 STAGES = {
     "base": "model.stages.base",
     "r1_zero": "model.stages.r1_zero",
+    "cold_start": "model.stages.cold_start",
+    "sft_cold": "model.stages.sft_cold",
+    "reasoning_rl": "model.stages.reasoning_rl",
     "evaluate": "model.stages.evaluate",
 }
 

@@ -110,11 +110,20 @@ def write_reference(folder: str | Path, name_or_path: str) -> None:
 
 
 def resolve(name_or_path: str | Path) -> str:
-    """Follow a reference written by :func:`write_reference`; anything else as given."""
+    """Follow a reference written by :func:`write_reference`; anything else as given.
+
+    A missing local path (anything but a hub id ``owner/name``) is a FileNotFoundError here,
+    rather than a confusing hub error later."""
     import json
 
-    ref = Path(name_or_path) / REFERENCE_FILE
-    return json.loads(ref.read_text())["name_or_path"] if ref.is_file() else str(name_or_path)
+    path = Path(name_or_path)
+    ref = path / REFERENCE_FILE
+    if ref.is_file():
+        return json.loads(ref.read_text())["name_or_path"]
+    text = str(name_or_path)
+    if not path.exists() and (text.count("/") != 1 or text.startswith((".", "/", "~"))):
+        raise FileNotFoundError(f"model {text!r}: no such folder (has the stage that writes it run?)")
+    return text
 
 
 def load_tokenizer(name_or_path: str | Path):

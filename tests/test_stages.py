@@ -133,3 +133,60 @@ def test_dataset_breaking_a_quality_rule_fails_and_keeps_the_previous_version(tm
     assert "expect_column_values_to_match_regex" in proc.stderr and "answer" in proc.stderr
     assert "r7" in proc.stderr  # the offending row is named
     assert {p: (out / p).read_bytes() for p in before} == before
+
+
+def _candidate_rows() -> list[dict]:
+    """Good cold-start candidates plus one of each kind the curation must remove."""
+    import random
+
+    from data.loaders import load_gsm8k
+    from data.synthetic import Noise, make_rows, solve_arithmetic
+
+    clean = Noise(slip=0.0, forget_carry=0.0, fix=0.0, unformatted=0.0)
+    rows = []
+    for row in make_rows("arithmetic", "train", 30):
+        a, b = (int(x) for x in row["prompt"].removeprefix("Compute ").split(" + "))
+        reasoning, answer = solve_arithmetic([a, b], random.Random(0), clean)
+        rows.append({**row, "completion": f"<think> {reasoning} </think> <answer> {answer} </answer>"})
+    good = rows[0]
+    rows.append({**good, "id": "dup"})  # exact duplicate
+    rows.append({**rows[1], "id": "wrong", "completion": rows[1]["completion"].replace(
+        f"<answer> {rows[1]['answer']} </answer>", "<answer> 1 </answer>")})
+    rows.append({**rows[2], "id": "mixed", "completion": rows[2]["completion"].replace("write", "пишем", 1)})
+    question = load_gsm8k()[0]["prompt"]
+    rows.append({**good, "id": "leak", "prompt": question})  # an evaluation question
+    return rows
+
+
+def test_cold_start_then_sft_cold_then_reasoning_rl(tmp_path, tiny_base):
+    candidates = tmp_path / "candidates.jsonl"
+    candidates.write_text("".join(json.dumps(r) + "\n" for r in _candidate_rows()))
+    project = _project(tmp_path / "p")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["cold_start"] = {"model": "", "files": [str(candidates)], "eval_sets": ["gsm8k"]}
+    params["sft_cold"] = {"model": str(tiny_base), "max_steps": 2, "batch_size": 8, "micro_batch": 8,
+                          "warmup_steps": 1, "checkpoint_every": 0}
+    params["reasoning_rl"] = {**SMALL["r1_zero"], "steps": 2, "checkpoint_every": 0}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+    _ok(run_cli(["stage", "cold_start"], project))
+    metrics = json.loads((project / "artifacts" / "cold_start" / "metrics.json").read_text())
+    assert metrics["candidates"] == 34 and metrics["kept"] == 30
+    assert (metrics["removed/dedupe_exact"], metrics["removed/correct"], metrics["removed/single_language"],
+            metrics["removed/decontaminate"]) == (1, 1, 1, 1)
+    kept = [json.loads(line) for line in (project / "artifacts" / "cold_start" / "data.jsonl").open()]
+    assert all(r["completion"].endswith(f"The answer is \\boxed{{{r['answer']}}}.") for r in kept)
+
+    _ok(run_cli(["stage", "sft_cold"], project))
+    assert (project / "artifacts" / "sft_cold" / "model" / "model.safetensors").is_file()
+
+    _ok(run_cli(["stage", "reasoning_rl"], project))
+    steps = _steps_of(project, "reasoning_rl")
+    assert len(steps) == 2
+    assert {"reward/language_consistency", "reward/readable_format", "mixing_rate"} <= set(steps[0])
+    prompts = [json.loads(line) for line in (project / "artifacts" / "reasoning_rl" / "prompts.jsonl").open()]
+    assert all(p["language"] == "en" for p in prompts)
+
+
+def _steps_of(project: Path, stage: str) -> list[dict]:
+    return [json.loads(line) for line in (project / "artifacts" / stage / "steps.jsonl").read_text().splitlines()]

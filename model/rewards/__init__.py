@@ -6,7 +6,7 @@ aligned with it (`answer`, `source`, `numbers`, `tests`, `entry_point`, `languag
 unknown columns are ignored, and None means "does not apply to this row" (a code row for
 `accuracy`, a math row for `code`). Callers average over the non-None entries.
 
-Built-in: `accuracy`, `format`, `code`, `language_consistency`. Add more with `@register`.
+Built-in: `accuracy`, `format`, `readable_format`, `code`, `language_consistency`. Add more with `@register`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from model.rewards.accuracy import accuracy
 from model.rewards.answers import answer_key, extract_answer
 from model.rewards.code import code
-from model.rewards.format import format_reward
+from model.rewards.format import format_reward, readable_format_reward
 from model.rewards.language import language_consistency, script_of_word, scripts_in
 
 RewardFn = Callable[..., list[float | None]]
@@ -24,6 +24,7 @@ RewardFn = Callable[..., list[float | None]]
 REWARDS: dict[str, RewardFn] = {
     "accuracy": accuracy,
     "format": format_reward,
+    "readable_format": readable_format_reward,
     "code": code,
     "language_consistency": language_consistency,
 }

@@ -26,3 +26,12 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
         ok = _FORMAT_RE.fullmatch(text) is not None and all(text.count(tag) == 1 for tag in _TAGS)
         scores.append(1.0 if ok else 0.0)
     return scores
+
+
+def readable_format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """Score 1.0 iff the completion is in the readable cold-start format of DeepSeek-R1:
+    ``<think>…</think>`` then one summary line ``The answer is \\boxed{…}.`` (paper 2.3.1;
+    the format :func:`data.filters.to_readable` writes)."""
+    from data.filters import readable_parts
+
+    return [1.0 if readable_parts(completion_text(c).strip()) else 0.0 for c in completions]

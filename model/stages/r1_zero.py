@@ -15,13 +15,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from data.quality import write_checked_jsonl
-from data.tasks import load_task
 from infra.config import knob
-from infra.io import staged_dir
-from infra.stage import stage_dir, stage_main
-from model import checkpoint, factory
-from model.grpo import GRPOArgs, GRPOTrainer
+from infra.stage import stage_main
+from model.grpo import GRPOArgs
+from model.stages.common import grpo_stage
 
 log = logging.getLogger(__name__)
 NAME = "r1_zero"
@@ -37,21 +34,7 @@ class R1ZeroConfig(GRPOArgs):
 
 def run(cfg: R1ZeroConfig) -> dict:
     """Train the policy with GRPO and save it; returns the last step's metrics and a summary."""
-    out = stage_dir(NAME)
-    rows = load_task(cfg.dataset, limit=cfg.dataset_size, seed=cfg.seed, mix=cfg.mix)
-    write_checked_jsonl(rows, out / "prompts.jsonl", "prompts", report_dir=out / "quality")
-    tokenizer = factory.load_tokenizer(cfg.model)
-    model = factory.load_model(cfg.model)
-    trainer = GRPOTrainer(model, tokenizer, rows, cfg, out)
-    last = trainer.train()
-    with staged_dir(out / "model") as tmp:
-        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
-    checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
-    history = trainer.steps.read()
-    window = max(1, len(history) // 10)
-    first = sum(r["reward"] for r in history[:window]) / window
-    final = sum(r["reward"] for r in history[-window:]) / window
-    return {**last, "reward_first": first, "reward_last": final, "steps_done": len(history)}
+    return grpo_stage(NAME, cfg)
 
 
 def main(argv: list[str] | None = None) -> dict:
