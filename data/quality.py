@@ -449,3 +449,50 @@ def write_checked_jsonl(
         raise DataQualityError(report, path=path)
     write_jsonl(rows, path)
     return report
+
+
+# ----------------------------------------------------------------------------- reward-model data
+
+SPLIT_VALUES = ("train", "test")
+
+
+def _response_rules(column: str) -> list:
+    """A scored response: present, text, not blank, not runaway."""
+    return [
+        _expect("ExpectColumnValuesToNotBeNull", "supervision", column=column),
+        _text(column),
+        _expect("ExpectColumnValuesToMatchRegex", "content", column=column, regex=_NON_BLANK),
+        _expect("ExpectColumnValueLengthsToBeBetween", "length", column=column,
+                min_value=1, max_value=MAX_COMPLETION_CHARS),
+    ]
+
+
+def _split_rules() -> list:
+    return [
+        _expect("ExpectColumnValuesToNotBeNull", "holdout", column="split"),
+        _expect("ExpectColumnValuesToBeInSet", "holdout", column="split", value_set=list(SPLIT_VALUES)),
+    ]
+
+
+def preferences_suite() -> list:
+    """Helpfulness pairs (data/preferences.py): two different non-blank responses per prompt."""
+    return [
+        *_row_rules(), *_response_rules("chosen"), *_response_rules("rejected"),
+        _expect("ExpectSelectColumnValuesToBeUniqueWithinRecord", "contrast",
+                column_list=["chosen", "rejected"]),
+        *_split_rules(),
+    ]
+
+
+def harmlessness_suite() -> list:
+    """Pointwise safety rows (data/preferences.py): a response and a 0/1 label (1 = safe)."""
+    return [
+        *_row_rules(), *_response_rules("response"),
+        _expect("ExpectColumnValuesToNotBeNull", "label", column="label"),
+        _expect("ExpectColumnValuesToBeInSet", "binary", column="label", value_set=[0, 1]),
+        *_split_rules(),
+    ]
+
+
+SUITES["preferences"] = preferences_suite
+SUITES["harmlessness"] = harmlessness_suite

@@ -25,6 +25,7 @@ STAGES = {
     "cold_start": "model.stages.cold_start",
     "sft_cold": "model.stages.sft_cold",
     "reasoning_rl": "model.stages.reasoning_rl",
+    "reward_model": "model.stages.reward_model",
     "evaluate": "model.stages.evaluate",
 }
 
