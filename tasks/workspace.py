@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 from prefect import task
 
+from infra import s3
 from infra.lineage import git
 from infra.proc import CommandError, run
 
@@ -56,9 +57,11 @@ def configure_dvc(workspace: Path, root: Path) -> None:
     if url is None:
         return
     run(["dvc", "remote", "add", "--local", "--default", "--force", REMOTE_NAME, url], cwd=workspace)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if url.startswith("s3://") and endpoint:
-        run(["dvc", "remote", "modify", "--local", REMOTE_NAME, "endpointurl", endpoint], cwd=workspace)
+    if url.startswith("s3://"):
+        s3.ensure_bucket(url)
+        if s3.endpoint_url():
+            run(["dvc", "remote", "modify", "--local", REMOTE_NAME, "endpointurl", s3.endpoint_url()],
+                cwd=workspace)
 
 
 def apply_overrides(params_path: Path, overrides: dict[str, dict]) -> None:
