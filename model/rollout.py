@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model import fast_decode
+
 logger = logging.getLogger(__name__)
 
 # Float32 round-off in softmax/cumsum: a prefix whose mass is within this of top_p counts as
@@ -261,6 +263,8 @@ def generate(
     One forward over the prompt fills the KV cache; every later step feeds only the token just
     sampled. Rows that have finished keep being fed `pad_token_id`, masked out of attention,
     so the batch never reshapes; the loop stops once every row has produced an EOS token.
+    On CUDA, supported models (see `model.fast_decode.supports`) take the static-cache,
+    CUDA-graph path with the same contract; set R1FLOW_FAST_DECODE=0 to force this loop.
     The model runs in eval mode under `torch.inference_mode` and its modes are restored.
     """
     if max_new_tokens < 1:
@@ -276,9 +280,16 @@ def generate(
     eos = torch.as_tensor(eos_token_id, dtype=torch.long, device=device).reshape(-1)
     sample = functools.partial(sample_next, temperature=temperature, top_p=top_p, generator=generator)
     with _eval_mode(model), torch.inference_mode():
-        steps, tokens, logprobs, attention_mask, finished = _decode(
-            model, prompt_ids, prompt_mask, max_new_tokens, eos, pad_token_id, sample
-        )
+        if fast_decode.supports(model, device, generator):
+            steps, tokens, logprobs, attention_mask, finished = fast_decode.decode(
+                model, prompt_ids, prompt_mask, max_new_tokens, eos, pad_token_id, sample,
+                sample_key=(temperature, top_p),
+                gumbel_temperature=temperature if temperature > 0 and top_p == 1.0 else None,
+            )
+        else:
+            steps, tokens, logprobs, attention_mask, finished = _decode(
+                model, prompt_ids, prompt_mask, max_new_tokens, eos, pad_token_id, sample
+            )
     P = prompt_ids.shape[1]
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("generated %d steps for %d rows, %d finished", steps, len(finished), int(finished.sum()))
