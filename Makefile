@@ -5,6 +5,9 @@ STAMP := $(VENV)/.installed
 # The machine sets PYTHONDONTWRITEBYTECODE=1; imports without bytecode are ~2x slower.
 unexport PYTHONDONTWRITEBYTECODE
 export OMP_NUM_THREADS ?= 2
+# Idle OpenMP threads sleep instead of spinning: 6% slower on an idle 2-core machine, 46%
+# faster when another process competes for the cores (measured on the base stage).
+export OMP_WAIT_POLICY ?= PASSIVE
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export HF_HUB_OFFLINE ?= 1
 
