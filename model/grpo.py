@@ -232,6 +232,8 @@ class GRPOTrainer:
             grad_accum=sequences // a.micro_batch, max_grad_norm=a.max_grad_norm,
             warmup_steps=a.warmup_steps,
         )
+        if self.ref is not None:
+            self.ref.to(self.engine.device)  # DeepSpeed moved the policy; the reference follows
         ckpt_dir = self.out_dir / "checkpoints"
         fp = checkpoint.fingerprint(a)
         done, _, extra = checkpoint.load(self.engine, ckpt_dir, fp, extra_names=("reference",))

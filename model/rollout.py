@@ -397,8 +397,15 @@ def completion_logprobs(
 
 
 def decode_completions(tokenizer, rollout: Rollout) -> list[str]:
-    """Decode each row's completion tokens (mask = 1), skipping special tokens."""
+    """Decode each row's completion tokens (mask = 1) without its EOS and padding.
+
+    Only EOS and pad ids are dropped, not every "special" token: whether added tokens such as
+    ``<think>`` count as special differs between transformers releases (5.17 dropped them with
+    ``skip_special_tokens=True``, 5.24 keeps them), and the format reward must see them.
+    """
+    drop = {tokenizer.pad_token_id, *([tokenizer.eos_token_id] if isinstance(tokenizer.eos_token_id, int)
+                                      else tokenizer.eos_token_id or [])}
     return [
-        tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True)
+        tokenizer.decode([t for t in ids[mask.bool()].tolist() if t not in drop], skip_special_tokens=False)
         for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
     ]

@@ -148,7 +148,7 @@ class SFTTrainer:
         self.engine.train()
         losses, tokens = [], 0
         for micro in self._batches(examples, step):
-            batch = collate(micro, self.tokenizer.pad_token_id)
+            batch = {k: v.to(self.engine.device) for k, v in collate(micro, self.tokenizer.pad_token_id).items()}
             loss, n = completion_loss(self.engine, batch)
             self.engine.backward(loss)
             self.engine.step()
