@@ -2,6 +2,7 @@
 
     r1flow run [--set stage.key=value ...]              the whole pipeline (Prefect flow, embedded default)
     r1flow stage NAME [--params F] [--set key=value]    one stage in this checkout (what dvc.yaml calls)
+    r1flow stage NAME@ITEM ...                          one item of a foreach stage (distill@s64)
     r1flow stage NAME --help                            its keys, defaults and meaning
     r1flow serve [--limit N]                            serve the deployments (Prefect UI: Run button)
     r1flow reproduce MLFLOW_RUN_ID                      re-run a stage from its versioned inputs
@@ -25,8 +26,16 @@ STAGES = {
     "cold_start": "model.stages.cold_start",
     "sft_cold": "model.stages.sft_cold",
     "reasoning_rl": "model.stages.reasoning_rl",
+    "rejection_sampling": "model.stages.rejection_sampling",
+    "sft": "model.stages.sft",
     "reward_model": "model.stages.reward_model",
+    "all_scenario_rl": "model.stages.all_scenario_rl",
+    "student": "model.stages.student",
+    "traces": "model.stages.traces",
+    "distill": "model.stages.distill",
+    "rl_student": "model.stages.rl_student",
     "evaluate": "model.stages.evaluate",
+    "report": "model.stages.report",
 }
 
 
@@ -35,13 +44,17 @@ def run_stage(name: str, argv: list[str]) -> dict:
     from data.quality import DataQualityError
     from data.schema import DatasetError
     from infra.config import ConfigError
+    from infra.stage import split_name
 
+    name, item = split_name(name)
     if name not in STAGES:
         raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    if item:  # a stage without an `item` key rejects it as an unknown key
+        argv = [*argv, "--set", f"item={item}"]
     try:
         return importlib.import_module(STAGES[name]).main(argv)
     except (ConfigError, DatasetError, DataQualityError) as err:
-        raise SystemExit(f"r1flow stage {name}: {err}") from None
+        raise SystemExit(f"r1flow stage {name}{'@' + item if item else ''}: {err}") from None
 
 
 def _embedded_defaults() -> None:
@@ -79,9 +92,10 @@ def cmd_run(argv: list[str]) -> None:
 
     result = r1_pipeline(params=params or None)
     copy_outputs(Path(result["workspace"]) / "artifacts", Path("artifacts"))
-    table = Path("artifacts") / "evaluate" / "table.md"
-    if table.exists():
-        print("\n" + table.read_text())
+    report = Path("artifacts") / "report" / "report.md"
+    if report.exists():  # the table and the findings; the plots are in report.html
+        print("\n" + report.read_text().split("\n## Training curves")[0])
+        print(f"Report with plots: {report.with_suffix('.html')}")
     print(f"Run {result['run']}: outputs in artifacts/ (a copy of {result['workspace']}/artifacts), "
           f"lineage on branch {result['branch']} ({result['commit'][:10]}).")
     print("Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200)")

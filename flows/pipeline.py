@@ -10,6 +10,7 @@ decides.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +46,46 @@ def _overrides(**values: Any) -> dict[str, dict]:
     return out
 
 
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run_dag(workspace: str, parent_run_id: str, stages: list[str] | None) -> dict[str, dict]:
-    """Submit every stage once its upstream stages are done; returns their metrics."""
+    """Run every wanted stage once its upstream stages are done; returns their metrics.
+
+    At most ``$R1FLOW_PARALLEL`` stages (default: the CPU cores) run at once, earlier
+    dvc.yaml stages first; each gets ``cores // stages that could run now`` threads so that
+    side-by-side stages share the cores instead of oversubscribing them. After a failure no
+    new stage starts; the running ones finish, then the first error is raised.
+    """
+    from prefect.futures import wait
+
     graph = stage_graph(Path(workspace) / "dvc.yaml")
-    wanted = [s for s in graph if stages is None or s in stages]
+    wanted = [s for s in graph if stages is None or s in stages or s.partition("@")[0] in stages]
+    cores = cpu_cores()
+    limit = max(1, int(os.environ.get("R1FLOW_PARALLEL", cores)))
     uri = tracking.tracking_uri()
-    futures: dict[str, Any] = {}
-    for stage in wanted:
-        waits = [futures[u] for u in graph[stage] if u in futures]
-        futures[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
-            stage, workspace, parent_run_id, uri, wait_for=waits)
-    return {stage: future.result() for stage, future in futures.items()}
+    pending, running, results, errors = list(wanted), {}, {}, []
+    while running or (pending and not errors):
+        ready = [s for s in pending if all(u in results or u not in wanted for u in graph[s])]
+        if not errors:
+            threads = max(1, cores // max(1, min(limit, len(running) + len(ready))))
+            for stage in ready[:max(0, limit - len(running))]:
+                pending.remove(stage)
+                running[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
+                    stage, workspace, parent_run_id, uri, threads=threads)
+        if not running:
+            raise RuntimeError(f"stages {pending} wait for stages that never ran")
+        finished = wait(list(running.values()), timeout=1.0).done
+        for stage in [s for s, f in running.items() if f in finished]:
+            try:
+                results[stage] = running.pop(stage).result()
+            except Exception as err:  # noqa: BLE001 - re-raised once the running stages end
+                errors.append(err)
+    if errors:
+        raise errors[0]
+    return {stage: results[stage] for stage in wanted}
 
 
 @flow(name="r1-pipeline")

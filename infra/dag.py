@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-
-def _paths(entries: list) -> list[str]:
-    """Paths of a deps/outs/metrics/plots list whose items are strings or one-key dicts."""
-    return [e if isinstance(e, str) else next(iter(e)) for e in entries or []]
-
 
 def load_stages(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, dict]:
-    """The ``stages`` mapping of dvc.yaml."""
-    return (yaml.safe_load(Path(dvc_yaml).read_text()) or {}).get("stages", {})
+    """Every stage of ``dvc_yaml`` as DVC resolves it (``foreach`` expanded to ``NAME@ITEM``,
+    ``${...}`` filled from params.yaml), in file order: ``{stage: {"deps": [path, ...],
+    "outs": [path, ...], "cached": [path, ...]}}``. ``cached`` are the ``outs`` entries DVC
+    hashes and caches (artifacts, not metrics or plots)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    path = Path(dvc_yaml).resolve()
+    with Repo(str(path.parent)) as repo:
+        stages = [st for st in repo.index.stages if Path(st.path).resolve() == path]
+        return {st.name: {
+            "deps": [d.def_path for d in st.deps if not isinstance(d, ParamsDependency)],
+            "outs": [o.def_path for o in st.outs],
+            "cached": [o.def_path for o in st.outs if o.use_cache and not (o.metric or o.plot)],
+        } for st in stages}
 
 
 def stage_outputs(stage: dict) -> list[str]:
     """Every path a stage writes (outs, metrics and plots)."""
-    return [p for kind in ("outs", "metrics", "plots") for p in _paths(stage.get(kind))]
+    return stage["outs"]
 
 
 def stage_graph(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, list[str]]:
@@ -29,7 +35,7 @@ def stage_graph(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, list[str]]:
     producer = {out: name for name, st in stages.items() for out in stage_outputs(st)}
     graph: dict[str, list[str]] = {}
     for name, st in stages.items():
-        ups = {producer[o] for dep in _paths(st.get("deps")) for o in producer
+        ups = {producer[o] for dep in st["deps"] for o in producer
                if (dep == o or dep.startswith(o.rstrip("/") + "/")) and producer[o] != name}
         graph[name] = sorted(ups)
     return _topological(graph)
@@ -49,9 +55,4 @@ def _topological(graph: dict[str, list[str]]) -> dict[str, list[str]]:
 
 def cached_outs(stage: dict) -> list[str]:
     """Outputs whose content DVC hashes and caches (artifacts, not measurements)."""
-    out = []
-    for entry in stage.get("outs") or []:
-        path, opts = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
-        if (opts or {}).get("cache", True):
-            out.append(path)
-    return out
+    return stage["cached"]

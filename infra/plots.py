@@ -78,3 +78,31 @@ def plot_curves(rows: list[dict], keys: list[str], path: str | Path, title: str 
         ax.grid(alpha=0.3)
     fig.savefig(path, format="png", dpi=100)
     return path
+
+
+def plot_runs(runs: dict[str, list[dict]], key: str, path: str | Path, title: str = "") -> Path:
+    """One line per run (``{label: step rows}``) of ``key`` against ``step``, smoothed over
+    ~1/10 of its points; runs without the key are left out (the PNG says "no data" if all are)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    drawn = 0
+    for label, rows in runs.items():
+        xs, ys = _series(rows, key)
+        if xs:
+            ax.plot(xs, moving_average(ys, max(1, len(ys) // 10)), linewidth=1.6, label=label)
+            drawn += 1
+    if drawn:
+        ax.legend(fontsize=8)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center")
+    ax.set_title(title or key, fontsize=10)
+    fig.savefig(path, format="png", dpi=100)
+    return path

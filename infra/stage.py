@@ -7,6 +7,10 @@ runs ``run(cfg)`` with every per-step metric streamed to that run, and writes
 ``artifacts/<stage>/metrics.json`` (what ``run`` returned), ``steps.json`` (the
 per-step metrics, for ``dvc plots``) and ``run.json`` (resolved config; ``compute_s``, the
 time inside ``run``, and ``process_s``, the process's whole life up to the end).
+
+A DVC ``foreach`` stage runs once per item as ``r1flow stage NAME@ITEM``: its config has an
+``item`` field (set from the name), its MLflow run is named ``NAME@ITEM`` and its outputs go
+to ``artifacts/NAME/ITEM/``.
 """
 
 from __future__ import annotations
@@ -32,11 +36,18 @@ ARTIFACTS = Path("artifacts")
 CURVES = ["reward", "accuracy", "format_rate", "response_length", "reflection_rate", "kl", "loss"]
 
 
-def stage_dir(name: str) -> Path:
-    """``artifacts/<name>``, the one output folder of stage ``name`` (created)."""
-    path = ARTIFACTS / name
+def stage_dir(name: str, item: str = "") -> Path:
+    """``artifacts/<name>`` (``artifacts/<name>/<item>`` for one item of a foreach stage),
+    the one output folder of that stage (created)."""
+    path = ARTIFACTS / name / item if item else ARTIFACTS / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def split_name(instance: str) -> tuple[str, str]:
+    """``"distill@s64"`` -> ``("distill", "s64")``; ``"base"`` -> ``("base", "")``."""
+    name, _, item = instance.partition("@")
+    return name, item
 
 
 def parse_args(name: str, config_cls: type, argv: list[str] | None) -> argparse.Namespace:
@@ -55,25 +66,26 @@ def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: li
     setup_logging()
     args = parse_args(name, config_cls, argv)
     cfg = load_stage_config(config_cls, name, args.params, args.overrides)
-    log.info("stage %s config: %s", name, to_dict(cfg))
+    item = getattr(cfg, "item", "")
+    instance, out = f"{name}@{item}" if item else name, stage_dir(name, item)
+    log.info("stage %s config: %s", instance, to_dict(cfg))
     started = time.time()
     tags = {"r1flow.reproduces": os.environ["R1FLOW_REPRODUCES"]} if os.environ.get("R1FLOW_REPRODUCES") else {}
-    with tracking.stage_run(name, to_dict(cfg), tags=tags) as mlrun, forward_to(mlrun.log_step):
+    with tracking.stage_run(instance, to_dict(cfg), tags=tags) as mlrun, forward_to(mlrun.log_step):
         metrics = run(cfg)
         compute_s = time.time() - started
         if launch.rank() == 0:
-            record(name, metrics)
-            publish(mlrun, stage_dir(name), metrics)
-            write_json(stage_dir(name) / "run.json", {
-                "stage": name, "config": to_dict(cfg), "started": started,
+            record(out, metrics)
+            publish(mlrun, out, metrics)
+            write_json(out / "run.json", {
+                "stage": instance, "config": to_dict(cfg), "started": started,
                 "compute_s": round(compute_s, 3), "process_s": round(_process_age(), 3)})
-    log.info("stage %s done in %.1f s", name, time.time() - started)
+    log.info("stage %s done in %.1f s", instance, time.time() - started)
     return metrics
 
 
-def record(name: str, metrics: dict) -> None:
+def record(out: Path, metrics: dict) -> None:
     """metrics.json and steps.json (from steps.jsonl, for `dvc plots`) of a finished stage."""
-    out = stage_dir(name)
     write_json(out / "metrics.json", metrics)
     steps = out / "steps.jsonl"
     if steps.is_file():
@@ -82,20 +94,21 @@ def record(name: str, metrics: dict) -> None:
 
 def publish(mlrun, out: Path, metrics: dict) -> None:
     """Final metrics, curves, samples, datasets, quality reports and tables to MLflow."""
+    label = "@".join(out.relative_to(ARTIFACTS).parts) if out.is_relative_to(ARTIFACTS) else out.name
     mlrun.log_metrics(metrics)
     steps = out / "steps.json"
     if steps.is_file():
         rows = json.loads(steps.read_text())
         keys = [k for k in CURVES if rows and k in rows[-1]]
         if keys:
-            mlrun.log_curves(rows, keys, name=f"{out.name}_curves")
+            mlrun.log_curves(rows, keys, name=f"{label}_curves")
     samples = out / "samples.jsonl"
     if samples.is_file():
         mlrun.log_table([json.loads(l) for l in samples.read_text().splitlines() if l.strip()], "samples.json")
     for dataset in sorted(out.glob("*.jsonl")):
         if dataset.name not in ("steps.jsonl", "samples.jsonl"):
             rows = [json.loads(l) for l in dataset.read_text().splitlines() if l.strip()]
-            mlrun.log_dataset(rows, name=f"{out.name}/{dataset.stem}", context=out.name, source=str(dataset))
+            mlrun.log_dataset(rows, name=f"{label}/{dataset.stem}", context=label, source=str(dataset))
     for extra in ("quality", "table.md"):
         if (out / extra).exists():
             mlrun.log_artifact(out / extra)

@@ -17,13 +17,17 @@ from prefect import get_run_logger, task
 from infra.proc import stream, tool_env
 
 # Training stages resume from their checkpoints, so retrying them is cheap.
-TRAINING_STAGES = {"base", "r1_zero"}
+TRAINING_STAGES = {"base", "r1_zero", "sft_cold", "reasoning_rl", "sft", "reward_model", "all_scenario_rl",
+                   "student", "distill", "rl_student"}
 PARENT_RUN_ENV = "R1FLOW_PARENT_RUN_ID"
 
 
-def stage_env(parent_run_id: str | None, tracking_uri: str) -> dict[str, str]:
-    """Environment for a stage subprocess: project tools on PATH, the MLflow parent run."""
+def stage_env(parent_run_id: str | None, tracking_uri: str, threads: int | None = None) -> dict[str, str]:
+    """Environment for a stage subprocess: project tools on PATH, the MLflow parent run, and
+    ``threads`` CPU threads (stages running side by side share the cores)."""
     extra = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+    if threads:
+        extra["OMP_NUM_THREADS"] = str(threads)
     if parent_run_id:
         extra[PARENT_RUN_ENV] = parent_run_id
     env = tool_env(extra)
@@ -34,17 +38,19 @@ def stage_env(parent_run_id: str | None, tracking_uri: str) -> dict[str, str]:
 
 @task(task_run_name="{stage}", retry_delay_seconds=5)
 def run_stage(stage: str, workspace: str, parent_run_id: str | None, tracking_uri: str,
-              force: bool = False) -> dict:
-    """Reproduce ``stage`` in ``workspace``, streaming its output; returns its metrics.json.
-    ``force`` runs it even when DVC considers it up to date."""
+              force: bool = False, threads: int | None = None) -> dict:
+    """Reproduce ``stage`` (``NAME`` or ``NAME@ITEM``) in ``workspace``, streaming its output;
+    returns its metrics.json. ``force`` runs it even when DVC considers it up to date."""
     logger = get_run_logger()
-    cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
+    # DVC holds its repo lock only around bookkeeping, so stages of one workspace run side by side.
+    cmd = ["dvc", "--wait-for-lock", "repro", "--single-item", stage] + (["--force"] if force else [])
     stream(cmd, cwd=workspace,
-           env=stage_env(parent_run_id, tracking_uri), on_line=logger.info)
-    metrics_path = Path(workspace) / "artifacts" / stage / "metrics.json"
+           env=stage_env(parent_run_id, tracking_uri, threads), on_line=logger.info)
+    metrics_path = Path(workspace) / "artifacts" / stage.replace("@", "/") / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
 
 
 def retries_for(stage: str) -> int:
     """Training stages retry (and resume); the others fail fast."""
-    return int(os.environ.get("R1FLOW_STAGE_RETRIES", "1")) if stage in TRAINING_STAGES else 0
+    retries = int(os.environ.get("R1FLOW_STAGE_RETRIES", "1"))
+    return retries if stage.partition("@")[0] in TRAINING_STAGES else 0

@@ -1,17 +1,24 @@
-"""Stage ``evaluate``: every model on every benchmark, with the paper's protocol.
+"""Stage ``evaluate``: models on every benchmark, with the paper's protocol (section 3).
 
-Writes ``artifacts/evaluate/metrics.json`` shaped ``{model: {benchmark: {"pass@1",
-"cons@k", "greedy", "mean_length", "reflection_rate", "format_rate", "n", "k"}}}``
-and the same as a Markdown table in ``artifacts/evaluate/table.md``.
+pass@1 is the mean correctness of k samples at temperature 0.6, top-p 0.95; cons@k the
+majority vote of those k; greedy one argmax decode. The paper uses k = 64 (16 for some
+benchmarks); the tiny default uses 4.
 
-One CPU rank:  r1flow stage evaluate
+In the pipeline it is a foreach stage, ``evaluate@MODEL`` for each name of ``models``, so
+early models are evaluated while later ones still train; it writes
+``artifacts/evaluate/MODEL/metrics.json``. Without an item (``r1flow stage evaluate``)
+every model is evaluated into ``artifacts/evaluate/metrics.json``. Either way the file is
+shaped ``{model: {benchmark: {"pass@1", "cons@k", "greedy", "mean_length",
+"reflection_rate", "mixing_rate", "format_rate", "n", "k"}}}``, with a Markdown table
+beside it in ``table.md``.
+
+One CPU rank:  r1flow stage evaluate@r1_zero   (or r1flow stage evaluate)
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from data.tasks import load_task
 from infra.config import knob
@@ -27,7 +34,8 @@ NAME = "evaluate"
 @dataclass
 class EvaluateConfig:
     models: dict = knob({"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model"},
-                        "Name -> model path or hub id.")
+                        "Name -> model path or hub id (the foreach items of evaluate@MODEL).")
+    item: str = knob("", "Evaluate only this name of `models` (set by `evaluate@NAME`); empty = all.")
     benchmarks: list = knob(["arithmetic_test", "arithmetic_hard", "countdown_test", "countdown_hard"],
                             "Prompt sets (see data/tasks.py): synthetic splits, gsm8k, math500, aime24, humaneval, files.")
     limit: int = knob(200, "Problems per benchmark.")
@@ -44,18 +52,21 @@ class EvaluateConfig:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if not self.models or not self.benchmarks:
             raise ValueError("models and benchmarks must not be empty")
+        if self.item and self.item not in self.models:
+            raise ValueError(f"item {self.item!r} is not one of models: {sorted(self.models)}")
 
 
 def run(cfg: EvaluateConfig) -> dict:
     """Evaluate each model on each benchmark; returns {model: {benchmark: metrics}}."""
     from tqdm.auto import tqdm
 
-    out = stage_dir(NAME)
+    out = stage_dir(NAME, cfg.item)
+    models = {cfg.item: cfg.models[cfg.item]} if cfg.item else cfg.models
     protocol = Protocol(k=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
     benchmarks = {name: load_task(name, limit=cfg.limit, seed=cfg.seed + 12345) for name in cfg.benchmarks}
     results: dict[str, dict] = {}
-    for model_name, path in cfg.models.items():
+    for model_name, path in models.items():
         tokenizer = factory.load_tokenizer(path)
         model = factory.load_model(path)
         results[model_name] = {}
@@ -79,13 +90,6 @@ def markdown_table(results: dict) -> str:
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     k = next(iter(next(iter(results.values())).values()))["k"] if results else "k"
     return "\n".join(lines) + f"\n\nCells: pass@1 / cons@{k} / greedy accuracy, in %.\n"
-
-
-def print_table(path: str | Path = "artifacts/evaluate/metrics.json") -> None:
-    """Print the evaluation table of a finished run (used by `r1flow run`)."""
-    import json
-
-    print(markdown_table(json.loads(Path(path).read_text())))
 
 
 def main(argv: list[str] | None = None) -> dict:
