@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
+from data.language import LANGUAGE_SCRIPTS, scripts_in, scripts_of_label, target_scripts
 from data.quality import MAX_COMPLETION_CHARS, scripts_of
 from data.schema import PROMPT
 
@@ -51,27 +52,6 @@ MINHASH_PERMUTATIONS = 128
 LSH_RECALL = 0.99  # least chance that a pair exactly at the threshold becomes a candidate
 
 SUMMARY = "The answer is \\boxed{{{answer}}}."
-
-# Language code -> scripts its reasoning may use, named as data.quality.scripts_of names them
-# (first word of the Unicode character name; Hiragana and Katakana count as CJK).
-LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
-    **{code: frozenset({"LATIN"}) for code in (
-        "en", "fr", "de", "es", "it", "pt", "nl", "sv", "da", "no", "nb", "fi", "pl", "cs",
-        "sk", "ro", "hu", "tr", "id", "ms", "vi", "ca", "hr", "sl", "et", "lv", "lt", "sw")},
-    **{code: frozenset({"CYRILLIC"}) for code in ("ru", "uk", "bg", "be", "sr", "mk", "kk")},
-    "zh": frozenset({"CJK"}),
-    "ja": frozenset({"CJK"}),
-    "ko": frozenset({"HANGUL", "CJK"}),
-    "el": frozenset({"GREEK"}),
-    **{code: frozenset({"ARABIC"}) for code in ("ar", "fa", "ur")},
-    "he": frozenset({"HEBREW"}),
-    **{code: frozenset({"DEVANAGARI"}) for code in ("hi", "mr", "ne")},
-    "th": frozenset({"THAI"}),
-    "bn": frozenset({"BENGALI"}),
-    "ta": frozenset({"TAMIL"}),
-    "ka": frozenset({"GEORGIAN"}),
-    "hy": frozenset({"ARMENIAN"}),
-}
 
 _THINK = re.compile(r"(?s)<think>(.*?)</think>")
 _ANSWER = re.compile(r"(?s)<answer>(.*?)</answer>")
@@ -161,32 +141,34 @@ def readable(rows: Iterable[dict]) -> tuple[Rows, int]:
 
 def language_scripts(language: str) -> frozenset[str]:
     """Scripts allowed for ``language``: a code (``en``, ``zh-CN``, ``pt_BR``) or a script name
-    as :func:`data.quality.scripts_of` writes it (``LATIN``, ``cyrillic``).
+    (``Latin``, ``cyrillic``, or a label as :func:`data.quality.scripts_of` writes it: ``LATIN``,
+    ``CJK``), as :mod:`data.language` names scripts (``Latin``, ``Han``, ...).
 
     Raises:
         ValueError: for a code or script this module does not know, listing the known codes.
     """
-    base = language.strip().lower().replace("_", "-").split("-", 1)[0]
-    if base in LANGUAGE_SCRIPTS:
-        return LANGUAGE_SCRIPTS[base]
-    script = language.strip().upper()
-    if any(script in scripts for scripts in LANGUAGE_SCRIPTS.values()):
-        return frozenset({script})
+    try:
+        return target_scripts(language)
+    except KeyError:
+        pass
+    scripts = scripts_of_label(language)
+    if scripts:
+        return scripts
     raise ValueError(f"unknown language {language!r}; use a code from {sorted(LANGUAGE_SCRIPTS)} "
                      "or a script name such as 'LATIN'")
 
 
 def single_language(row: dict, language: str | None = None) -> bool:
-    """True when the row's reasoning is written in one script (by :func:`data.quality.scripts_of`).
+    """True when the row's reasoning is written in one script (by :func:`data.quality.scripts_of`,
+    where Han and kana are one).
 
     With ``language``, every script of the reasoning must be one of that language's
     (:func:`language_scripts`; Korean allows Hangul and Han). Reasoning without words (only
     digits and symbols) passes: it mixes nothing.
     """
-    scripts = set(scripts_of(row.get(COMPLETION)))
     if language is None:
-        return len(scripts) <= 1
-    return scripts <= language_scripts(language)
+        return len(scripts_of(row.get(COMPLETION))) <= 1
+    return scripts_in(reasoning_of(row.get(COMPLETION))) <= language_scripts(language)
 
 
 def length_window(row: dict, min_chars: int = DEFAULT_MIN_CHARS,

@@ -19,9 +19,15 @@ them (each is documented in :data:`DERIVED`):
 - ``numbers_ok``: ``numbers`` is a non-empty list of positive ints; null when ``numbers`` is
   absent (column rules skip nulls, so presence is a separate rule where it is required).
 - ``n_scripts``: how many Unicode scripts the reasoning (the first ``<think>`` block, else the
-  whole completion) is written in, counted over alphabetic words of two or more letters so
-  that one-letter variables (``x``, ``π``) are not language; Hiragana and Katakana count as
-  CJK because Japanese writes one language in all three.
+  whole completion) is written in, by the words of :mod:`data.language` (one-letter Latin or
+  Greek variables such as ``x``, ``π`` and LaTeX commands are not language); Han, Hiragana and
+  Katakana count as one (``CJK``) because Japanese writes one language in all three.
+- ``switched``: the row declares ``code_switched`` (the base corpus's deliberate language
+  switches, data/synthetic.py), which the corpus's language rule lets through.
+- ``summary``: the stripped text after the last ``</think>`` of the completion; null without one.
+- ``boxed_ok``: the summary's last ``\\boxed{}`` holds the gold ``answer`` (spaces, ``$`` and
+  thousands commas aside, ``18.0`` equal to ``18``); null without an answer or a summary.
+  GX compares a column with a constant, not one column's text with a part of another's.
 
 Usage from a data stage::
 
@@ -39,18 +45,23 @@ from __future__ import annotations
 import json
 import logging
 import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from data.language import script_label, scripts_in
 from data.loaders import write_jsonl
 
 logger = logging.getLogger(__name__)
 
 # Sources whose reward checker compares integers (math-verify / exact match on the number).
 INTEGER_SOURCES = ("arithmetic", "countdown", "gsm8k", "aime24")
+# Sources whose boxed answer must equal the gold one. Countdown boxes an expression, and
+# free-form answers (MATH) may be boxed in another equivalent form that only math-verify
+# (model/, out of data/'s reach) can judge: those need a non-empty \boxed{} only.
+EXACT_SOURCES = ("arithmetic", "gsm8k", "aime24")
+KINDS = ("reasoning", "general")  # the two halves of the SFT mix (paper 2.3.3)
 MAX_PROMPT_CHARS = 8_000  # well above HumanEval's longest prompt; longer is a broken join
 MAX_COMPLETION_CHARS = 16_000  # corpus documents are a few hundred chars; longer is runaway text
 MAX_EXAMPLES = 5  # example rows per failed rule in errors and reports
@@ -59,36 +70,22 @@ _INTEGER = r"^-?\d+$"
 _NON_BLANK = r"\S"
 _THINK_BLOCK = r"(?s)^\s*<think>.*</think>"
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ANSWER_TAG = r"</?answer>"
+_BOXED = r"\\boxed\{\s*[^\s}]"  # a \boxed{} with something in it
 _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES}
 
 
 # ----------------------------------------------------------------------------- derived columns
 
-_WORD = re.compile(r"[^\W\d_]{2,}")
 _REASONING = re.compile(r"(?s)<think>(.*?)</think>")
-_SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK"}
-_NAME_PREFIXES = ("FULLWIDTH ", "HALFWIDTH ")
-
-
-@lru_cache(maxsize=65_536)
-def _script(char: str) -> str | None:
-    """The Unicode script of a letter, from its character name (``LATIN SMALL LETTER A``)."""
-    name = unicodedata.name(char, "")
-    for prefix in _NAME_PREFIXES:
-        name = name.removeprefix(prefix)
-    if not name or name.startswith("MATHEMATICAL"):
-        return None  # unnamed, or a math symbol such as 𝑥 rather than a word of a language
-    first = name.split()[0]
-    return _SCRIPT_ALIASES.get(first, first)
 
 
 def scripts_of(text: Any) -> list[str]:
-    """Sorted distinct scripts of the reasoning in a completion (see the module docstring)."""
+    """Sorted distinct script labels of the reasoning in a completion (see the module docstring)."""
     if not isinstance(text, str):
         return []
     block = _REASONING.search(text)
-    letters = set("".join(_WORD.findall(block.group(1) if block else text)))
-    return sorted({s for s in map(_script, letters) if s is not None})
+    return sorted({script_label(s) for s in scripts_in(block.group(1) if block else text)})
 
 
 def _numbers_ok(value: Any) -> bool | None:
@@ -102,11 +99,51 @@ def _is_code(row: dict) -> bool:
     return row.get("tests") is not None or row.get("entry_point") is not None
 
 
+def _summary(completion: Any) -> str | None:
+    """The stripped text after the last ``</think>``; None without one."""
+    if not isinstance(completion, str) or "</think>" not in completion:
+        return None
+    return completion.rsplit("</think>", 1)[1].strip()
+
+
+def _last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` (braces balanced), None if there is none."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed")
+    for i in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin + 1:i]
+    return None
+
+
+def _canonical(answer: str) -> str:
+    """An answer with spaces, ``$`` and thousands commas removed; numbers in one spelling."""
+    text = re.sub(r"[\s$]|(?<=\d),(?=\d{3})", "", answer)
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", text):  # 18.0 == 18; no exponents (1e999999 is huge)
+        return format(Decimal(text).normalize(), "f")
+    return text
+
+
+def _boxed_ok(row: dict) -> bool | None:
+    """The summary's last ``\\boxed{}`` holds the gold answer; None without an answer or summary."""
+    answer, summary = row.get("answer"), _summary(row.get("completion"))
+    if not isinstance(answer, str) or not answer.strip() or summary is None:
+        return None
+    boxed = _last_boxed(summary)
+    return boxed is not None and _canonical(boxed) == _canonical(answer)
+
+
 # name -> (row -> value, source column shown in examples)
 DERIVED: dict[str, tuple[Callable[[dict], Any], str]] = {
     "is_code": (_is_code, "tests"),
     "numbers_ok": (lambda row: _numbers_ok(row.get("numbers")), "numbers"),
     "n_scripts": (lambda row: len(scripts_of(row.get("completion"))), "completion"),
+    "switched": (lambda row: row.get("code_switched") is True, "code_switched"),
+    "summary": (lambda row: _summary(row.get("completion")), "completion"),
+    "boxed_ok": (_boxed_ok, "completion"),
 }
 
 
@@ -142,18 +179,25 @@ def _row_rules() -> list:
     ]
 
 
-def _answer_rules() -> list:
-    """Answers the reward checker can parse: integers where it compares numbers."""
+def _answer_rules(scope=None) -> list:
+    """Answers the reward checker can parse: integers where it compares numbers.
+
+    ``scope`` (a GX row condition) limits the rules to some rows, e.g. the reasoning half of
+    the SFT mix; all rows by default.
+    """
     from great_expectations.expectations.row_conditions import Column
 
     graded_by_answer = Column("is_code") == False  # noqa: E712 (builds a condition)
+    integer = Column("source").is_in(INTEGER_SOURCES)
+    if scope is not None:
+        graded_by_answer, integer = graded_by_answer & scope, integer & scope
     free_form = Column("source").is_not_in(INTEGER_SOURCES) & graded_by_answer
     return [
         _expect("ExpectColumnValuesToNotBeNull", "reward", column="answer",
                 row_condition=graded_by_answer),
         _text("answer"),
         _expect("ExpectColumnValuesToMatchRegex", "verifiable", column="answer", regex=_INTEGER,
-                row_condition=Column("source").is_in(INTEGER_SOURCES)),
+                row_condition=integer),
         _expect("ExpectColumnValuesToMatchRegex", "gradable", column="answer", regex=_NON_BLANK,
                 row_condition=free_form),
     ]
@@ -193,8 +237,11 @@ def _countdown_rules(*, required: bool) -> list:
 def _completion_rules() -> list:
     """Completions the base model learns the R1-Zero format and one language from.
 
-    An answer outside ``<answer>`` tags is deliberate noise in the corpus and passes.
+    An answer outside ``<answer>`` tags, and a reasoning that switches language midway on a
+    row that says so (``code_switched``), are deliberate noise in the corpus and pass.
     """
+    from great_expectations.expectations.row_conditions import Column
+
     return [
         _expect("ExpectColumnValuesToNotBeNull", "supervision", column="completion"),
         _text("completion"),
@@ -203,7 +250,8 @@ def _completion_rules() -> list:
         _expect("ExpectColumnValueLengthsToBeBetween", "length", column="completion",
                 min_value=1, max_value=MAX_COMPLETION_CHARS),
         _expect("ExpectColumnValuesToBeBetween", "language", column="n_scripts",
-                min_value=0, max_value=1),
+                min_value=0, max_value=1,
+                row_condition=Column("switched") == False),  # noqa: E712 (builds a condition)
     ]
 
 
@@ -303,6 +351,7 @@ def _frame(rows: list[dict], expectations: list):
         frame[name] = pd.Series([derive(row) for row in rows], index=frame.index, dtype=object)
     frame["is_code"] = frame["is_code"].astype(bool)
     frame["n_scripts"] = frame["n_scripts"].astype(int)
+    frame["switched"] = frame["switched"].astype(bool)
     for exp in expectations:
         column = getattr(exp, "column", None)
         if column and column not in frame.columns:
@@ -340,6 +389,11 @@ def _example(rows: list[dict], frame, index: int, column: str | None) -> dict:
         value = f"{column}={derived!r} from {source}={_shown(row.get(source))}"
         if column == "n_scripts":
             value = f"{column}={derived!r} {scripts_of(row.get(source))}"
+        elif column == "summary":
+            value = f"{column}={_shown(derived)}"
+        elif column == "boxed_ok":  # the completion's head says nothing of its boxed answer
+            boxed = _last_boxed(_summary(row.get(source)) or "")
+            value = f"{column}={derived!r}: boxed {_shown(boxed)}, answer {_shown(row.get('answer'))}"
     else:
         value = _shown(row.get(column)) if column else ""
     return {"row": int(index), "id": row.get("id"), "value": value}
@@ -496,3 +550,68 @@ def harmlessness_suite() -> list:
 
 SUITES["preferences"] = preferences_suite
 SUITES["harmlessness"] = harmlessness_suite
+
+
+# ----------------------------------------------------------------------------- readable completions
+
+
+def _readable_rules() -> list:
+    """Completions in the readable format of cold start, the SFT mix and distillation:
+    ``<think>`` reasoning ``</think>`` then a non-blank summary, no ``<answer>`` tags left, the
+    reasoning in one language."""
+    return [
+        _expect("ExpectColumnValuesToNotBeNull", "supervision", column="completion"),
+        _text("completion"),
+        _expect("ExpectColumnValuesToMatchRegex", "format", column="completion",
+                regex=_THINK_BLOCK),
+        _expect("ExpectColumnValuesToMatchRegex", "summary", column="summary", regex=_NON_BLANK),
+        _expect("ExpectColumnValuesToNotMatchRegex", "readable", column="completion",
+                regex=_ANSWER_TAG),
+        _expect("ExpectColumnValueLengthsToBeBetween", "length", column="completion",
+                min_value=1, max_value=MAX_COMPLETION_CHARS),
+        _expect("ExpectColumnValuesToBeBetween", "language", column="n_scripts",
+                min_value=0, max_value=1),
+    ]
+
+
+def _boxed_rules(scope) -> list:
+    """Rows in ``scope`` state their answer in a ``\\boxed{}`` of the summary, which the
+    ``accuracy`` reward grades; where answers compare exactly (:data:`EXACT_SOURCES`), the
+    last boxed answer is the gold one (``boxed_ok``)."""
+    from great_expectations.expectations.row_conditions import Column
+
+    return [
+        _expect("ExpectColumnValuesToMatchRegex", "boxed", column="summary", regex=_BOXED,
+                row_condition=scope),
+        _expect("ExpectColumnValuesToBeInSet", "agreement", column="boxed_ok", value_set=[True],
+                row_condition=scope & Column("source").is_in(EXACT_SOURCES)),
+    ]
+
+
+def sft_mix_suite() -> list:
+    """The SFT mix of rejection sampling (paper 2.3.3): ``kind`` ``reasoning`` rows (graded,
+    answer boxed) and ``general`` rows (facts, instructions, safety; answer may be empty)."""
+    from great_expectations.expectations.row_conditions import Column
+
+    reasoning = Column("kind") == "reasoning"
+    graded = reasoning & (Column("is_code") == False)  # noqa: E712 (builds a condition)
+    return [
+        *_row_rules(),
+        _expect("ExpectColumnValuesToNotBeNull", "mixture", column="kind"),
+        _expect("ExpectColumnValuesToBeInSet", "mixture", column="kind", value_set=list(KINDS)),
+        *_readable_rules(), *_answer_rules(reasoning), *_boxed_rules(graded),
+    ]
+
+
+def traces_suite() -> list:
+    """Readable reasoning traces with a gold answer: the teacher's correct samples that
+    distillation trains on (paper 2.4), and the cold-start set (2.3.1)."""
+    from great_expectations.expectations.row_conditions import Column
+
+    graded = Column("is_code") == False  # noqa: E712 (builds a condition)
+    return [*_row_rules(), *_readable_rules(), *_answer_rules(), *_boxed_rules(graded),
+            *_countdown_rules(required=False)]
+
+
+SUITES["sft_mix"] = sft_mix_suite
+SUITES["traces"] = traces_suite

@@ -16,7 +16,9 @@ drops it with probability ``forget_carry``, any step is off by one with
 probability ``slip``; after a wrong step an explicit
 re-check ("wait , 4 + 8 + 1 = 13 ...") repairs it with probability ``fix``,
 otherwise the error flows into the final answer; a share ``unformatted`` of the
-completions drops the ``<answer>`` tags. The forgotten carry is a coin flip the
+completions drops the ``<answer>`` tags. In a corpus of several languages, a share
+``code_switch`` of the solutions switches at a random step to another of its languages for
+the rest of the reasoning, the script mixing DeepSeek-V3-Base shows and R1-Zero inherits. The forgotten carry is a coin flip the
 model learns as such, so sampling at temperature 0.6 does not remove it: the base
 model answers correctly only part of the time and reflects rarely, which leaves
 pure RL something to select for - the R1-Zero setting in miniature.
@@ -51,10 +53,12 @@ class Noise:
     forget_carry: float = 0.4  # a column with a carry coming in: the carry is dropped
     fix: float = 0.3  # after a wrong step: "wait , <the step redone>" repairs it
     unformatted: float = 0.25  # the answer is given without <answer> tags
+    code_switch: float = 0.0  # several corpus languages: the reasoning switches language midway
 
 
-# The words of the worked solutions, per language. Every example is written in one language;
-# a second script gives pure RL the chance to drift into mixing languages, as R1-Zero did.
+# The words of the worked solutions, per language. An example is written in one language
+# unless it code-switches (Noise.code_switch); a second script gives pure RL the chance to
+# drift into mixing languages, as R1-Zero did.
 LEXICONS = {
     "en": {"write": "write", "carry": "carry", "so": "so", "wait": "wait", "try": "try",
            "yes": "yes", "no": "no", "answer_is": "the answer is"},
@@ -96,7 +100,11 @@ def _column_step(x: int, y: int, carry: int, total: int, w: dict[str, str]) -> s
 
 def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise, language: str = "en") -> tuple[str, str]:
     """Column addition from the right, one step per column; returns (reasoning, answer)."""
-    w = lexicon(language)
+    steps, result = _arithmetic_steps(terms, rng, noise, lexicon(language))
+    return " ".join(steps), result
+
+
+def _arithmetic_steps(terms: list[int], rng: random.Random, noise: Noise, w: dict[str, str]) -> tuple[list[str], str]:
     a, b = terms
     xs, ys = str(a)[::-1], str(b)[::-1]
     width = max(len(xs), len(ys))
@@ -121,7 +129,7 @@ def solve_arithmetic(terms: list[int], rng: random.Random, noise: Noise, languag
         written.append(1)
     result = str(int("".join(map(str, reversed(written)))))
     steps.append(f"{w['so']} {result}")
-    return " ".join(steps), result
+    return steps, result
 
 
 # ----------------------------------------------------------------------------- countdown
@@ -192,7 +200,13 @@ def _try_line(numbers, ops, rng: random.Random, noise: Noise, w: dict[str, str])
 def solve_countdown(numbers: list[int], target: int, rng: random.Random, noise: Noise,
                     language: str = "en") -> tuple[str, str]:
     """A few wrong tries, then (usually) a right one; returns (reasoning, expression)."""
-    w = lexicon(language)
+    steps, answer = _countdown_steps(numbers, target, rng, noise, lexicon(language))
+    return " ".join(steps), answer
+
+
+def _countdown_steps(numbers: list[int], target: int, rng: random.Random, noise: Noise,
+                     w: dict[str, str]) -> tuple[list[str], str]:
+    # Two steps per try, the try and its verdict, so that a code switch can fall between them.
     chains = [
         (perm, ops)
         for perm in set(itertools.permutations(numbers))
@@ -205,15 +219,15 @@ def solve_countdown(numbers: list[int], target: int, rng: random.Random, noise: 
     wrong = [c for c in chains if _chain_values(*c)[-1] != target]
     n_wrong = min(len(wrong), 3, int(rng.expovariate(0.9)))
     plan = wrong[:n_wrong] + right[:1] + wrong[n_wrong:n_wrong + 2]
-    lines, answer = [], render_chain(*plan[-1])
+    steps, answer = [], render_chain(*plan[-1])
     for perm, ops in plan:
         text, claimed = _try_line(perm, ops, rng, noise, w)
         found = claimed == target
-        lines.append(f"{w['try']} {text} . {w['yes'] if found else w['no']} .")
+        steps += [f"{w['try']} {text} .", f"{w['yes'] if found else w['no']} ."]
         answer = render_chain(perm, ops)
         if found:
             break
-    return " ".join(lines), answer
+    return steps, answer
 
 
 # ----------------------------------------------------------------------------- rows
@@ -255,21 +269,56 @@ def make_rows(family: str, split: str, n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def worked_solution(problem: dict, family: str, rng: random.Random, noise: Noise, language: str = "en") -> str:
-    """The fallible solver's completion for one problem (R1-Zero format, sometimes untagged)."""
+def _solution_steps(problem: dict, family: str, rng: random.Random, noise: Noise,
+                    language: str) -> tuple[list[str], str]:
     if family == "arithmetic":
-        reasoning, answer = solve_arithmetic(problem["terms"], rng, noise, language)
-    else:
-        reasoning, answer = solve_countdown(problem["numbers"], int(problem["answer"]), rng, noise, language)
+        return _arithmetic_steps(problem["terms"], rng, noise, lexicon(language))
+    return _countdown_steps(problem["numbers"], int(problem["answer"]), rng, noise, lexicon(language))
+
+
+def worked_solution(problem: dict, family: str, rng: random.Random, noise: Noise, language: str = "en", *,
+                    switch_to: str | None = None, switch_at: float = 0.5) -> str:
+    """The fallible solver's completion for one problem (R1-Zero format, sometimes untagged).
+
+    With ``switch_to``, the steps from ``switch_at`` (a fraction in [0, 1)) of the way through
+    are written in that language instead, with at least one step on each side (every solution
+    has two or more steps); an untagged answer is then worded in ``switch_to`` too. The slips
+    and the rng's draws are those of the unswitched solution.
+    """
+    state = rng.getstate()
+    steps, answer = _solution_steps(problem, family, rng, noise, language)
+    if switch_to is not None:
+        lexicon(switch_to)
+        end = rng.getstate()
+        rng.setstate(state)  # replay the same draws in the other language's words
+        switched, _ = _solution_steps(problem, family, rng, noise, switch_to)
+        rng.setstate(end)
+        cut = 1 + int(switch_at * (len(steps) - 1))
+        steps, language = steps[:cut] + switched[cut:], switch_to
+    reasoning = " ".join(steps)
     if rng.random() < noise.unformatted:
         return f"<think> {reasoning} </think> {lexicon(language)['answer_is']} {answer}"
     return r1_zero_completion(reasoning, answer)
 
 
+def _switch_target(rng: random.Random, language: str, languages: dict[str, float],
+                   share: float) -> str | None:
+    """Another language of the corpus to switch to with probability ``share``, else None."""
+    others = {code: w for code, w in languages.items() if code != language and w > 0}
+    if not others or share <= 0 or rng.random() >= share:
+        return None
+    return rng.choices(list(others), list(others.values()))[0]
+
+
 def base_corpus(n: int, *, mix: dict[str, float], noise: Noise, seed: int = 0,
                 languages: dict[str, float] | None = None) -> list[dict]:
     """``n`` pretraining documents (prompt, completion) from train-split problems only, each
-    written in one language drawn from ``languages`` (shares; default English only)."""
+    written in one language drawn from ``languages`` (shares; default English only).
+
+    With two or more languages and ``noise.code_switch > 0``, that share of the documents
+    switches language midway (:func:`worked_solution`) and every row carries
+    ``code_switched``; otherwise rows have no such column and are as without the knob.
+    """
     unknown = set(mix) - set(FAMILIES)
     if unknown:
         raise ValueError(f"corpus mix: unknown families {sorted(unknown)}; choose from {FAMILIES}")
@@ -277,8 +326,11 @@ def base_corpus(n: int, *, mix: dict[str, float], noise: Noise, seed: int = 0,
     for language in languages:
         lexicon(language)
     rng = random.Random(f"corpus/{seed}")
-    # A stream of its own, so that adding a language leaves the problems and slips unchanged.
+    # Streams of their own, so that adding a language or code switching leaves the problems
+    # and slips unchanged.
     language_rng = random.Random(f"corpus-language/{seed}")
+    switch_rng = random.Random(f"corpus-switch/{seed}")
+    can_switch = len(languages) > 1 and noise.code_switch > 0
     codes, shares = zip(*languages.items())
     streams = {family: problems(family, "train", seed + 1, distinct=False) for family in mix}
     families, weights = zip(*mix.items())
@@ -287,7 +339,12 @@ def base_corpus(n: int, *, mix: dict[str, float], noise: Noise, seed: int = 0,
         family = rng.choices(families, weights)[0]
         problem = next(streams[family])
         language = language_rng.choices(codes, shares)[0]
-        rows.append({"id": f"corpus-{i:06d}", "prompt": problem["prompt"], "answer": problem["answer"],
-                     "completion": worked_solution(problem, family, rng, noise, language),
-                     "source": family, "language": language})
+        switch_to = _switch_target(switch_rng, language, languages, noise.code_switch) if can_switch else None
+        completion = worked_solution(problem, family, rng, noise, language,
+                                     switch_to=switch_to, switch_at=switch_rng.random() if switch_to else 0.5)
+        row = {"id": f"corpus-{i:06d}", "prompt": problem["prompt"], "answer": problem["answer"],
+               "completion": completion, "source": family, "language": language}
+        if can_switch:
+            row["code_switched"] = switch_to is not None
+        rows.append(row)
     return rows

@@ -71,5 +71,6 @@ def test_repo_params_yaml_is_valid():
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     for stage, section in params.items():
         module = importlib.import_module(STAGES[stage])
-        cls = next(v for k, v in vars(module).items() if k.endswith("Config") and isinstance(v, type))
+        cls = next(v for k, v in vars(module).items()
+                   if k.endswith("Config") and isinstance(v, type) and v.__module__ == module.__name__)
         build_config(cls, section, where=stage)

@@ -18,6 +18,8 @@ from data.quality import (
     validate_rows,
     write_checked_jsonl,
 )
+from data.filters import curate, readable
+from data.general import general_sft_rows
 from data.synthetic import Noise, base_corpus, make_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +37,23 @@ def prompts() -> list[dict]:
             + loaders.load_humaneval())
 
 
+CLEAN = Noise(slip=0.0, forget_carry=0.0, fix=0.0, unformatted=0.0)  # every answer right, tagged
+
+
+@pytest.fixture(scope="module")
+def traces() -> list[dict]:
+    """Correct readable traces: a noiseless corpus through the readable rewrite."""
+    rows, removed = readable(base_corpus(200, mix={"arithmetic": 0.75, "countdown": 0.25},
+                                         noise=CLEAN, seed=0))
+    assert removed == 0
+    return [{k: v for k, v in row.items() if k != "language"} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def sft_mix(traces) -> list[dict]:
+    return [{**row, "kind": "reasoning"} for row in traces] + general_sft_rows(100, seed=0)
+
+
 def _index(rows: list[dict], source: str) -> int:
     return next(i for i, row in enumerate(rows) if row["source"] == source)
 
@@ -45,7 +64,7 @@ def test_import_does_not_load_great_expectations():
 
 
 def test_suites_registered_with_one_word_reasons():
-    assert set(SUITES) >= {"corpus", "prompts"}
+    assert set(SUITES) >= {"corpus", "prompts", "sft_mix", "traces"}
     for name, suite in SUITES.items():
         for expectation in suite():
             reason = expectation.meta.get("reason", "")
@@ -90,6 +109,14 @@ def _drop(source: str, field: str):
     return mutate
 
 
+def _edit(source: str, field: str, change):
+    def mutate(rows: list[dict]) -> int:
+        i = _index(rows, source)
+        rows[i][field] = change(rows[i][field])
+        return i
+    return mutate
+
+
 def _duplicate_id(rows: list[dict]) -> int:
     rows[3]["id"] = rows[2]["id"]
     return 3
@@ -97,6 +124,7 @@ def _duplicate_id(rows: list[dict]) -> int:
 
 MIXED = "<think> 3 + 4 = 7 , проверка , so 7 </think> <answer> 7 </answer>"
 LONG = "<think> " + "1 + 1 = 2 , " * 2000 + "</think> <answer> 2 </answer>"
+LONG_THINK = "<think> " + "1 + 1 = 2 , " * 2000 + "</think> "  # a first block only 'format' sees
 
 BROKEN = {  # name: (suite, mutate -> broken row index, rule, column, reason)
     "duplicate-id": ("corpus", _duplicate_id,
@@ -129,13 +157,60 @@ BROKEN = {  # name: (suite, mutate -> broken row index, rule, column, reason)
     "code-entry-point-not-identifier": ("prompts", _set("humaneval", "entry_point", "has space"),
                                         "expect_column_values_to_match_regex", "entry_point",
                                         "callable"),
+    "trace-duplicate-id": ("traces", _duplicate_id,
+                           "expect_column_values_to_be_unique", "id", "identity"),
+    "trace-without-think": ("traces", _set("arithmetic", "completion", "The answer is \\boxed{7}."),
+                            "expect_column_values_to_match_regex", "completion", "format"),
+    "trace-with-answer-tags": ("traces", _edit("arithmetic", "completion",
+                                               lambda c: c + " <answer> 7 </answer>"),
+                               "expect_column_values_to_not_match_regex", "completion", "readable"),
+    "trace-blank-summary": ("traces", _edit("countdown", "completion",
+                                            lambda c: c.split("</think>")[0] + "</think>  "),
+                            "expect_column_values_to_match_regex", "summary", "summary"),
+    "trace-unboxed-answer": ("traces", _edit("countdown", "completion",
+                                             lambda c: c.replace("\\boxed{", "{")),
+                             "expect_column_values_to_match_regex", "summary", "boxed"),
+    "trace-wrong-boxed-answer": ("traces", _edit("arithmetic", "completion",
+                                                 lambda c: c.replace("\\boxed{", "\\boxed{9")),
+                                 "expect_column_values_to_be_in_set", "boxed_ok", "agreement"),
+    "trace-without-answer": ("traces", _drop("arithmetic", "answer"),
+                             "expect_column_values_to_not_be_null", "answer", "reward"),
+    "trace-mixed-scripts": ("traces", _edit("arithmetic", "completion",
+                                            lambda c: c.replace("write", "пишем", 1)),
+                            "expect_column_values_to_be_between", "n_scripts", "language"),
+    "trace-over-long": ("traces", _edit("arithmetic", "completion", lambda c: LONG_THINK + c),
+                        "expect_column_value_lengths_to_be_between", "completion", "length"),
+    "mix-duplicate-id": ("sft_mix", _duplicate_id,
+                         "expect_column_values_to_be_unique", "id", "identity"),
+    "mix-unknown-kind": ("sft_mix", _set("facts", "kind", "chat"),
+                         "expect_column_values_to_be_in_set", "kind", "mixture"),
+    "mix-without-kind": ("sft_mix", _drop("safety", "kind"),
+                         "expect_column_values_to_not_be_null", "kind", "mixture"),
+    "mix-general-blank-summary": ("sft_mix", _edit("facts", "completion",
+                                                   lambda c: c.split("</think>")[0] + "</think>"),
+                                  "expect_column_values_to_match_regex", "summary", "summary"),
+    "mix-general-answer-tags": ("sft_mix", _set("instructions", "completion",
+                                                "<think> easy </think> <answer> 7 </answer>"),
+                                "expect_column_values_to_not_match_regex", "completion",
+                                "readable"),
+    "mix-reasoning-blank-answer": ("sft_mix", _set("arithmetic", "answer", ""),
+                                   "expect_column_values_to_match_regex", "answer", "verifiable"),
+    "mix-reasoning-unboxed": ("sft_mix", _edit("countdown", "completion",
+                                               lambda c: c.replace("\\boxed", "")),
+                              "expect_column_values_to_match_regex", "summary", "boxed"),
+    "mix-reasoning-wrong-boxed": ("sft_mix", _edit("arithmetic", "completion",
+                                                   lambda c: c.replace("}.", "1}.")),
+                                  "expect_column_values_to_be_in_set", "boxed_ok", "agreement"),
+    "mix-mixed-scripts": ("sft_mix", _edit("safety", "completion",
+                                           lambda c: c.replace("decline", "отказать")),
+                          "expect_column_values_to_be_between", "n_scripts", "language"),
 }
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
-def test_broken_variant_fails_its_rule(name, corpus, prompts):
+def test_broken_variant_fails_its_rule(name, request):
     suite, mutate, rule, column, reason = BROKEN[name]
-    rows = [dict(row) for row in (corpus if suite == "corpus" else prompts)]
+    rows = [dict(row) for row in request.getfixturevalue(suite)]  # fixtures are named as suites
     broken = mutate(rows)
     with pytest.raises(DataQualityError) as info:
         check_rows(rows, suite, path=f"artifacts/{name}.jsonl")
@@ -205,3 +280,48 @@ def test_failed_write_keeps_previous_file_and_writes_report(corpus, tmp_path):
     html = (reports / "corpus.html").read_text()
     assert "expect_column_values_to_be_unique" in html and "identity" in html
     assert "must be unique" in html and rows[7]["id"] in html
+
+
+def test_good_readable_rows_pass(traces, sft_mix):
+    assert {r["source"] for r in traces} == {"arithmetic", "countdown"}
+    assert check_rows(traces, "traces").success
+    assert {r["kind"] for r in sft_mix} == {"reasoning", "general"}
+    assert any(r["answer"] == "" for r in sft_mix)  # refusals have no short answer
+    assert check_rows(sft_mix, "sft_mix").success
+
+
+def test_boxed_answer_agrees_up_to_spelling(traces):
+    i = _index(traces, "arithmetic")
+    row = {**traces[i], "answer": "1000",
+           "completion": "<think> 999 + 1 = 1000 </think> The answer is \\boxed{1,000.0}."}
+    assert check_rows([row], "traces").success
+    with pytest.raises(DataQualityError, match="boxed '1001', answer '1000'"):
+        check_rows([{**row, "completion": row["completion"].replace("1,000.0", "1001")}], "traces")
+
+
+def test_cold_start_output_passes_traces_and_unrewritten_rows_fail(corpus):
+    """cold_start writes readable rows: the traces suite holds them to that format, which the
+    corpus suite (R1-Zero format, untagged noise allowed) does not."""
+    from model.rewards import get_reward
+
+    kept, _ = curate(corpus, steps=["readable", "correct", "single_language", "dedupe_exact"],
+                     judge=get_reward("accuracy"), language="en")
+    assert len(kept) > 50 and check_rows(kept, "traces").success
+    raw = {row["id"]: row["completion"] for row in corpus}
+    rows = [dict(row) for row in kept]
+    rows[4]["completion"] = raw[rows[4]["id"]]  # the R1-Zero completion, not rewritten
+    assert validate_rows(rows, "corpus").success
+    with pytest.raises(DataQualityError) as info:
+        check_rows(rows, "traces")
+    assert ("expect_column_values_to_not_match_regex", "readable") in [
+        (f.rule, f.reason) for f in info.value.failures]
+
+
+def test_corpus_lets_declared_code_switches_through():
+    rows = base_corpus(300, mix={"arithmetic": 0.75, "countdown": 0.25},
+                       noise=Noise(code_switch=0.3), languages={"en": 0.5, "ru": 0.5})
+    assert check_rows(rows, "corpus").success
+    i = next(i for i, row in enumerate(rows) if row["code_switched"])
+    rows[i] = {**rows[i], "code_switched": False}
+    with pytest.raises(DataQualityError, match=r"n_scripts.*\[language\]"):
+        check_rows(rows, "corpus")

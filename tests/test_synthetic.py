@@ -91,3 +91,40 @@ def test_second_language_leaves_problems_and_slips_unchanged():
     from data.quality import check_rows
 
     check_rows(both, "corpus")  # every example is written in one script
+
+
+def _mixed(row) -> bool:
+    from data.quality import scripts_of
+
+    return len(scripts_of(row["completion"])) > 1
+
+
+def test_code_switch_switches_midway_and_leaves_the_rest_unchanged():
+    mix, languages = {"arithmetic": 0.75, "countdown": 0.25}, {"en": 0.5, "ru": 0.5}
+    plain = base_corpus(1000, mix=mix, noise=Noise(), languages=languages)
+    switching = base_corpus(1000, mix=mix, noise=Noise(code_switch=0.2), languages=languages)
+    switched = [r for r in switching if r["code_switched"]]
+    assert 150 < len(switched) < 250
+    assert all(_mixed(r) == r["code_switched"] for r in switching)  # a switch always mixes scripts
+    for before, after in zip(plain, switching):
+        assert before["prompt"] == after["prompt"] and before["language"] == after["language"]
+        if not after["code_switched"]:
+            assert before["completion"] == after["completion"]
+        elif "<answer>" in after["completion"]:  # the same slips: the same final answer
+            assert before["completion"].split("</think>")[1] == after["completion"].split("</think>")[1]
+    for row in switched:  # starts in the row's language, ends in the other
+        words = row["completion"].removeprefix("<think> ").split()
+        first = next(w for w in words if w.isalpha())
+        assert (first in ("write", "try")) == (row["language"] == "en"), row["completion"]
+    from data.quality import check_rows
+
+    check_rows(switching, "corpus")  # declared switches pass the corpus's language rule
+
+
+def test_code_switch_needs_a_second_language():
+    mix = {"arithmetic": 0.75, "countdown": 0.25}
+    english = base_corpus(300, mix=mix, noise=Noise())
+    assert base_corpus(300, mix=mix, noise=Noise(code_switch=0.5)) == english
+    assert "code_switched" not in english[0]
+    two = base_corpus(300, mix=mix, noise=Noise(), languages={"en": 0.5, "ru": 0.5})
+    assert "code_switched" not in two[0] and not any(_mixed(r) for r in two)

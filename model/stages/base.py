@@ -7,8 +7,15 @@ and pretrain it with the SFT trainer (loss on completions only). This stands in
 for DeepSeek-V3-Base: a model that can sometimes solve the tasks and rarely
 reflects, so that pure RL has behaviour to select for.
 
+A fifth of the corpus is written in Russian and a share ``code_switch`` of its solutions
+switches language midway, so that the base mixes scripts now and then, as DeepSeek-V3-Base
+does: R1-Zero can drift into language mixing, and reasoning_rl's language reward has
+something to correct.
+
 Real runs name a Hugging Face causal LM in ``base.model`` (local path or hub id);
 the stage then trains nothing and records the reference for downstream stages.
+:func:`pretrain` is the whole recipe for any output folder; ``student`` calls it with
+smaller size knobs.
 
 One CPU rank:  r1flow stage base
 N GPUs:        deepspeed --num_gpus N --module flows.cli stage base
@@ -18,9 +25,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from data.loaders import write_jsonl
-from data.quality import write_checked_jsonl
+from data.quality import scripts_of, write_checked_jsonl
 from data.synthetic import FAMILIES, LEXICONS, Noise, base_corpus
 from data.formatting import r1_zero_prompt
 from infra.config import knob
@@ -39,7 +47,8 @@ class BaseConfig(SFTArgs):
     model: str = knob("", "A Hugging Face causal LM (path or hub id) to use as is; empty = the tiny default.")
     corpus_size: int = knob(40000, "Worked solutions in the synthetic pretraining corpus.")
     mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Share of each task family in the corpus.")
-    languages: dict = knob({"en": 1.0}, "Share of corpus examples written in each language (en, ru).")
+    languages: dict = knob({"en": 0.8, "ru": 0.2}, "Share of corpus examples written in each language (en, ru).")
+    code_switch: float = knob(0.05, "Chance that a corpus solution switches to another of its languages midway.")
     slip: float = knob(0.05, "Chance that a step of the corpus's solver is off by one.")
     forget_carry: float = knob(0.4, "Chance that the solver drops a carry coming into a column.")
     fix: float = knob(0.3, "Chance that a wrong step is followed by a 'wait , ...' re-check that repairs it.")
@@ -60,22 +69,37 @@ class BaseConfig(SFTArgs):
         unknown = set(self.mix) - set(FAMILIES)
         if unknown:
             raise ValueError(f"mix: unknown task families {sorted(unknown)}; choose from {FAMILIES}")
-        for key in ("slip", "forget_carry", "fix", "unformatted"):
+        for key in ("slip", "forget_carry", "fix", "unformatted", "code_switch"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be a probability in [0, 1], got {getattr(self, key)}")
 
 
 def run(cfg: BaseConfig) -> dict:
     """Build (or reference) the base model; returns pretraining metrics."""
-    out = stage_dir(NAME)
+    return pretrain(cfg, stage_dir(NAME))
+
+
+def pretrain(cfg: BaseConfig, out: Path) -> dict:
+    """Pretrain a tiny model of ``cfg``'s size into ``out`` (or reference ``cfg.model``).
+
+    Writes ``out/corpus.jsonl`` (checked by the ``corpus`` suite, report in ``out/quality``),
+    trains a tokenizer on it, builds and SFT-pretrains the model (checkpoints and steps log in
+    ``out``), saves it atomically to ``out/model`` and clears the checkpoints. With
+    ``cfg.model`` set, only the reference, an empty corpus and an empty steps log are written.
+
+    Returns:
+        The trainer's metrics plus ``trained``, ``parameters`` and the corpus shares.
+    """
+    out = Path(out)
     if cfg.model:
         with staged_dir(out / "model") as tmp:
             factory.write_reference(tmp, cfg.model)
         write_jsonl([], out / "corpus.jsonl")  # declared outputs exist even when nothing is trained
         StepLog(out / "steps.jsonl").resume(0)
-        log.info("base: using %s as the base model (nothing trained)", cfg.model)
+        log.info("%s: using %s as the model (nothing trained)", out, cfg.model)
         return {"trained": 0}
-    noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted)
+    noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted,
+                  code_switch=cfg.code_switch)
     rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed, languages=cfg.languages)
     write_checked_jsonl(rows, out / "corpus.jsonl", "corpus", report_dir=out / "quality")
     tokenizer = factory.train_tokenizer(
@@ -94,6 +118,7 @@ def run(cfg: BaseConfig) -> dict:
         "corpus_rows": len(rows),
         "corpus_reflection_share": _share(rows, lambda c: any(f"{w['wait']} ," in c for w in LEXICONS.values())),
         "corpus_unformatted_share": _share(rows, lambda c: "<answer>" not in c),
+        "corpus_code_switch_share": _share(rows, lambda c: len(scripts_of(c)) > 1),
     }
 
 

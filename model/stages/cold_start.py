@@ -87,7 +87,7 @@ def run(cfg: ColdStartConfig) -> dict:
                            language=cfg.language, min_chars=cfg.min_chars, max_chars=cfg.max_chars)
     if not kept:
         raise ValueError(f"cold_start: no candidate survived curation (removed per step: {removed})")
-    write_checked_jsonl(kept, out / "data.jsonl", "corpus", report_dir=out / "quality")
+    write_checked_jsonl(kept, out / "data.jsonl", "traces", report_dir=out / "quality")
     return {"candidates": len(rows), "kept": len(kept), "kept_share": len(kept) / len(rows),
             **{f"removed/{step}": count for step, count in removed.items()}}
 
