@@ -135,13 +135,16 @@ _HUB = {
 def shared_data_dir() -> Path:
     """Return the folder of real benchmark files.
 
-    ``$R1FLOW_SHARED_DATA`` if set, else ``<project root>/../shared/data``.
+    ``$R1FLOW_SHARED_DATA`` if set, else ``../shared/data`` next to the project root, or next
+    to the nearest folder above it (a run workspace inside ``.r1flow/workspaces/`` finds the
+    one of the checkout it belongs to).
 
     Raises:
         FileNotFoundError: if that folder does not exist.
     """
     env = os.environ.get(SHARED_DATA_ENV)
-    path = Path(env).expanduser() if env else _PROJECT_ROOT.parent / "shared" / "data"
+    candidates = [Path(env).expanduser()] if env else [d / "shared" / "data" for d in _PROJECT_ROOT.parents]
+    path = next((c for c in candidates if c.is_dir()), candidates[0])
     if not path.is_dir():
         raise FileNotFoundError(
             f"shared data folder {path} not found: set ${SHARED_DATA_ENV} to the folder that "

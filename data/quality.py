@@ -613,5 +613,18 @@ def traces_suite() -> list:
             *_countdown_rules(required=False)]
 
 
+def prompt_mix_suite() -> list:
+    """The prompt mix of all-scenario RL: the ``prompts`` rules, the answer rules on reasoning
+    rows only (general prompts have no gold answer), and a ``kind`` on every row."""
+    from great_expectations.expectations.row_conditions import Column
+
+    reasoning = Column("kind") == "reasoning"
+    return [*_row_rules(),
+            _expect("ExpectColumnValuesToNotBeNull", "mixture", column="kind"),
+            _expect("ExpectColumnValuesToBeInSet", "mixture", column="kind", value_set=list(KINDS)),
+            *_answer_rules(reasoning), *_code_rules(), *_countdown_rules(required=True)]
+
+
 SUITES["sft_mix"] = sft_mix_suite
 SUITES["traces"] = traces_suite
+SUITES["prompt_mix"] = prompt_mix_suite

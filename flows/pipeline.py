@@ -26,22 +26,30 @@ from tasks.workspace import create_workspace, publish
 log = logging.getLogger(__name__)
 
 
+# Which params.yaml keys each typed flow parameter sets.
+GRPO_STAGES = ("r1_zero", "reasoning_rl", "all_scenario_rl", "rl_student")
+SAMPLING_STAGES = ("r1_zero", "cold_start", "reasoning_rl", "rejection_sampling", "all_scenario_rl", "traces",
+                   "rl_student")
+SEEDED_STAGES = ("base", "r1_zero", "cold_start", "sft_cold", "reasoning_rl", "rejection_sampling", "sft",
+                 "reward_model", "all_scenario_rl", "student", "traces", "distill", "rl_student", "evaluate")
+PARAMETER_KEYS = {
+    "base_model": [("base", "model")],
+    "pretrain_steps": [("base", "max_steps")],
+    "dataset": [(stage, "dataset") for stage in SAMPLING_STAGES],
+    "group_size": [(stage, "group_size") for stage in GRPO_STAGES],
+    "learning_rate": [(stage, "lr") for stage in GRPO_STAGES],
+    "rl_steps": [("r1_zero", "steps")],
+    "seed": [(stage, "seed") for stage in SEEDED_STAGES],
+}
+
+
 def _overrides(**values: Any) -> dict[str, dict]:
     """Flow parameters -> ``{stage: {key: value}}``, skipping those left empty."""
-    mapping = {
-        "base_model": [("base", "model")],
-        "pretrain_steps": [("base", "max_steps")],
-        "dataset": [("r1_zero", "dataset")],
-        "group_size": [("r1_zero", "group_size")],
-        "learning_rate": [("r1_zero", "lr")],
-        "rl_steps": [("r1_zero", "steps")],
-        "seed": [("base", "seed"), ("r1_zero", "seed"), ("evaluate", "seed")],
-    }
     out: dict[str, dict] = {}
     for name, value in values.items():
         if value is None:
             continue
-        for stage, key in mapping[name]:
+        for stage, key in PARAMETER_KEYS[name]:
             out.setdefault(stage, {})[key] = value
     return out
 
@@ -104,14 +112,16 @@ def r1_pipeline(
 
     Args:
         base_model: Hugging Face causal LM (hub id or path) to start from; empty = the tiny default.
-        dataset: RL prompt set: synthetic, arithmetic, countdown, gsm8k, math500, a file, a hub id.
-        group_size: G, completions per prompt in GRPO.
-        learning_rate: GRPO learning rate.
+        dataset: prompt set of every RL and sampling stage: synthetic, arithmetic, countdown, gsm8k,
+            math500, a file, a hub id.
+        group_size: G, completions per prompt in every GRPO stage.
+        learning_rate: learning rate of every GRPO stage.
         rl_steps: GRPO steps of r1_zero.
         pretrain_steps: optimizer steps of the tiny base model.
         seed: seed of every stage.
         params: any other params.yaml values, as {stage: {key: value}}.
-        stages: run only these stages (and reuse the others from DVC's cache); empty = all.
+        stages: run only these stages (names, or NAME@ITEM for one item of a foreach stage) and
+            reuse the others from DVC's cache; empty = all.
     """
     logger = get_run_logger()
     # The flow-run name plus 8 characters of its id: unique even if two runs share a name.

@@ -44,6 +44,13 @@ def stage_dir(name: str, item: str = "") -> Path:
     return path
 
 
+def item_path(template: str, item: str) -> str:
+    """``template`` with ``{item}`` replaced by the foreach item; a template without an item fails."""
+    if "{item}" in template and not item:
+        raise ValueError(f"{template}: no item named; run `r1flow stage <stage>@<item>`")
+    return template.replace("{item}", item)
+
+
 def split_name(instance: str) -> tuple[str, str]:
     """``"distill@s64"`` -> ``("distill", "s64")``; ``"base"`` -> ``("base", "")``."""
     name, _, item = instance.partition("@")

@@ -20,6 +20,10 @@ Departures from the paper, on purpose:
 - the reference π_ref starts as the initial policy and is replaced by the
   current policy every ``ref_refresh_steps`` steps (the paper: every 400).
 
+Prompt schedule: a row may carry ``from_step`` (default 1), the first step at which it
+can be drawn; all-scenario RL uses it to add general prompts only in the last part of
+training, as the paper does (its final 400 of 1,700 steps).
+
 One CPU rank:  r1flow stage r1_zero
 N GPUs:        deepspeed --num_gpus N --module flows.cli stage r1_zero
 """
@@ -174,14 +178,23 @@ def score(texts: list[str], columns: dict[str, list], weights: dict[str, float])
     return total, per_reward
 
 
-def _by_source(values: list | None, sources: list | None) -> dict[str, float]:
-    """``accuracy/<source>`` for each task source in the batch (e.g. arithmetic, countdown)."""
-    if not values or not sources:
+def _by_group(prefix: str, values: list | None, keys: list | None) -> dict[str, float]:
+    """``<prefix>/<key>``: the mean of ``values`` over the rows of each key in the batch
+    (e.g. ``accuracy/arithmetic``); keys whose values are all None (the reward does not
+    apply to them, as accuracy to a general prompt) are left out."""
+    if not values or not keys:
         return {}
     groups: dict[str, list] = {}
-    for value, source in zip(values, sources):
-        groups.setdefault(f"accuracy/{source}", []).append(value)
-    return {key: _mean(vals) for key, vals in groups.items()}
+    for value, key in zip(values, keys):
+        groups.setdefault(f"{prefix}/{key}", []).append(value)
+    return {key: _mean(vals) for key, vals in groups.items() if any(v is not None for v in vals)}
+
+
+def _shares(prefix: str, keys: list | None) -> dict[str, float]:
+    """``<prefix>/<key>``: the share of the batch's rows of each key (e.g. prompt kinds)."""
+    if not keys:
+        return {}
+    return {f"{prefix}/{key}": sum(k == key for k in keys) / len(keys) for key in sorted(set(keys), key=str)}
 
 
 def _mean(values) -> float:
@@ -194,7 +207,8 @@ class GRPOTrainer:
 
     Resumable: checkpoints (engine, optimizer, reference) live in ``out_dir/checkpoints``
     and prompts and sampling are seeded by step, so a resumed run continues the same
-    trajectory.
+    trajectory. Every column but ``id`` and ``from_step`` (the prompt included) is passed
+    to the rewards; a row is drawn only from its ``from_step`` on (module doc).
     """
 
     def __init__(self, model, tokenizer, rows: list[dict], args: GRPOArgs, out_dir: str | Path,
@@ -208,7 +222,8 @@ class GRPOTrainer:
         if args.beta:
             self.ref = copy.deepcopy(model).eval().requires_grad_(False)
         self.prompt_ids = tokenizer([r1_zero_prompt(r["prompt"]) for r in rows])["input_ids"]
-        self.columns = sorted({k for r in rows for k in r} - {"prompt", "id"})
+        self.columns = sorted({k for r in rows for k in r} - {"id", "from_step"})
+        self.from_step = [int(r.get("from_step") or 1) for r in rows]
         self.engine = None
 
     # -- setup / loop --------------------------------------------------------------------
@@ -256,10 +271,19 @@ class GRPOTrainer:
 
     # -- one step ---------------------------------------------------------------------------
 
+    def eligible(self, step: int) -> list[int] | range:
+        """Indices of the rows that may be drawn at ``step`` (those whose ``from_step`` <= step)."""
+        if max(self.from_step) <= 1:
+            return range(len(self.rows))
+        return [i for i, first in enumerate(self.from_step) if first <= step]
+
     def _sample_prompts(self, step: int) -> list[int]:
         n_prompts, _ = self._local_batch()
+        pool = self.eligible(step)
+        if not pool:
+            raise ValueError(f"step {step}: no prompt row is eligible yet (every from_step > {step})")
         rng = random.Random(f"{self.args.seed}/{step}/{launch.rank()}")
-        return rng.sample(range(len(self.rows)), k=min(n_prompts, len(self.rows)))
+        return rng.sample(pool, k=min(n_prompts, len(pool)))
 
     def rollout(self, step: int):
         """Sample G completions for this step's prompts; returns (rollout, texts, row indices)."""
@@ -294,7 +318,9 @@ class GRPOTrainer:
             "frac_zero_std_groups": float((groups.std(dim=1) == 0).float().mean()),
             **{f"reward/{name}": _mean(values) for name, values in per_reward.items()},
             "accuracy": _mean(per_reward["accuracy"]) if "accuracy" in per_reward else float("nan"),
-            **_by_source(per_reward.get("accuracy"), columns.get("source")),
+            **_by_group("accuracy", per_reward.get("accuracy"), columns.get("source")),
+            **_by_group("reward_kind", rewards.tolist(), columns.get("kind")),
+            **_shares("prompt_share", columns.get("kind")),
             "format_rate": _mean(get_reward("format")(texts)),
             "response_length": float(mask.sum(dim=1).float().mean()),
             "reflection_rate": reflection_rate(texts, a.reflection_phrases),

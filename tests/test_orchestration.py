@@ -21,10 +21,11 @@ import pytest
 import yaml
 
 from servers import mlflow_server, moto_s3, prefect_server, server_env, start_server, stop_server  # noqa: F401
-from test_stages import SMALL
+from presets import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["base", "r1_zero", "evaluate"]
+# The UI runs exercise the orchestration on the R1-Zero branch; test_full_pipeline runs every stage.
+STAGES = ["base", "r1_zero", "evaluate@base", "evaluate@r1_zero"]
 
 
 def _request(method: str, url: str, body: dict | None = None) -> dict:
@@ -75,7 +76,7 @@ def ui_runs(served):
     """Two runs created at once, as the UI's Run button does, with parameter overrides."""
     api, dep = served["api"], served["deployment"]
     created = [_request("POST", f"{api}/deployments/{dep}/create_flow_run",
-                        {"parameters": {"seed": seed, "rl_steps": 4}}) for seed in (1, 2)]
+                        {"parameters": {"seed": seed, "rl_steps": 4, "stages": STAGES}}) for seed in (1, 2)]
     ids = [run["id"] for run in created]
     deadline = time.time() + 900
     states = {}

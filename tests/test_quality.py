@@ -54,6 +54,15 @@ def sft_mix(traces) -> list[dict]:
     return [{**row, "kind": "reasoning"} for row in traces] + general_sft_rows(100, seed=0)
 
 
+@pytest.fixture(scope="module")
+def prompt_mix() -> list[dict]:
+    """All-scenario RL's prompts: reasoning prompts with answers, general ones without."""
+    from data.general import general_prompts
+
+    return ([{**row, "kind": "reasoning"} for row in make_rows("arithmetic", "train", 30)]
+            + general_prompts(30, seed=0))
+
+
 def _index(rows: list[dict], source: str) -> int:
     return next(i for i, row in enumerate(rows) if row["source"] == source)
 
@@ -204,6 +213,10 @@ BROKEN = {  # name: (suite, mutate -> broken row index, rule, column, reason)
     "mix-mixed-scripts": ("sft_mix", _edit("safety", "completion",
                                            lambda c: c.replace("decline", "отказать")),
                           "expect_column_values_to_be_between", "n_scripts", "language"),
+    "prompt-mix-unknown-kind": ("prompt_mix", _set("facts", "kind", "chat"),
+                                "expect_column_values_to_be_in_set", "kind", "mixture"),
+    "prompt-mix-reasoning-without-answer": ("prompt_mix", _set("arithmetic", "answer", ""),
+                                            "expect_column_values_to_match_regex", "answer", "verifiable"),
 }
 
 
@@ -280,6 +293,11 @@ def test_failed_write_keeps_previous_file_and_writes_report(corpus, tmp_path):
     html = (reports / "corpus.html").read_text()
     assert "expect_column_values_to_be_unique" in html and "identity" in html
     assert "must be unique" in html and rows[7]["id"] in html
+
+
+def test_good_prompt_mix_passes_with_answerless_general_prompts(prompt_mix):
+    assert {r["kind"] for r in prompt_mix} == {"reasoning", "general"}
+    assert check_rows(prompt_mix, "prompt_mix").success
 
 
 def test_good_readable_rows_pass(traces, sft_mix):

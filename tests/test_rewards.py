@@ -397,3 +397,16 @@ def test_registry():
             register("test_constant")(lambda completions, **kwargs: [])
     finally:
         del REWARDS["test_constant"]
+
+
+def test_readable_format_of_general_rows_needs_a_summary_not_a_boxed_answer():
+    from model.rewards import get_reward
+
+    reward = get_reward("readable_format")
+    texts = ["<think> the capital of france . </think> Paris is the capital of France.",
+             "<think> the capital of france . </think>  ",
+             "<think> x </think> <answer> Paris </answer>",
+             "<think> 2 + 2 = 4 </think> The answer is \\boxed{4}."]
+    assert reward(texts, kind=["general"] * 4) == [1.0, 0.0, 0.0, 1.0]
+    assert reward(texts, kind=["reasoning"] * 4) == [0.0, 0.0, 0.0, 1.0]
+    assert reward(texts) == [0.0, 0.0, 0.0, 1.0]

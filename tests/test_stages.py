@@ -14,15 +14,7 @@ import pytest
 import yaml
 
 from conftest import DIST_VARS, run_cli
-
-SMALL = {
-    "base": {"corpus_size": 300, "max_steps": 6, "batch_size": 16, "micro_batch": 8, "warmup_steps": 2,
-             "vocab_size": 300, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
-             "intermediate_size": 64, "checkpoint_every": 0},
-    "r1_zero": {"steps": 8, "prompts_per_step": 4, "group_size": 4, "micro_batch": 16, "max_new_tokens": 12,
-                "dataset": "arithmetic", "dataset_size": 64, "checkpoint_every": 2, "sample_every": 4},
-    "evaluate": {"benchmarks": ["arithmetic_test", "countdown_hard"], "limit": 6, "k": 2, "max_new_tokens": 12},
-}
+from presets import SMALL
 
 
 def _project(tmp_path: Path, **sections) -> Path:

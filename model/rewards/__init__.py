@@ -6,7 +6,9 @@ aligned with it (`answer`, `source`, `numbers`, `tests`, `entry_point`, `languag
 unknown columns are ignored, and None means "does not apply to this row" (a code row for
 `accuracy`, a math row for `code`). Callers average over the non-None entries.
 
-Built-in: `accuracy`, `format`, `readable_format`, `code`, `language_consistency`. Add more with `@register`.
+Built-in: `accuracy`, `format`, `readable_format`, `code`, `language_consistency`, and the learned
+`helpfulness` and `harmlessness` (model/rewards/learned.py: reward models, None except on rows of
+`kind` "general", pointed at their saved models with `use_reward_models`). Add more with `@register`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from model.rewards.answers import answer_key, extract_answer
 from model.rewards.code import code
 from model.rewards.format import format_reward, readable_format_reward
 from model.rewards.language import language_consistency, script_of_word, scripts_in
+from model.rewards.learned import LEARNED, use_reward_models
 
 RewardFn = Callable[..., list[float | None]]
 
@@ -27,6 +30,7 @@ REWARDS: dict[str, RewardFn] = {
     "readable_format": readable_format_reward,
     "code": code,
     "language_consistency": language_consistency,
+    **LEARNED,
 }
 
 
@@ -65,4 +69,5 @@ __all__ = [
     "register",
     "script_of_word",
     "scripts_in",
+    "use_reward_models",
 ]

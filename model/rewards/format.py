@@ -28,10 +28,28 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     return scores
 
 
-def readable_format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-    """Score 1.0 iff the completion is in the readable cold-start format of DeepSeek-R1:
-    ``<think>…</think>`` then one summary line ``The answer is \\boxed{…}.`` (paper 2.3.1;
-    the format :func:`data.filters.to_readable` writes)."""
+def readable_format_reward(completions: Sequence[Any], kind: Sequence[Any] | None = None,
+                           **kwargs: Any) -> list[float]:
+    """Score 1.0 iff the completion is in the readable format of DeepSeek-R1 (paper 2.3.1):
+    ``<think>…</think>`` then a summary. A reasoning row's summary is the one line
+    ``The answer is \\boxed{…}.`` (the format :func:`data.filters.to_readable` writes); a
+    row whose ``kind`` is ``general`` (no verifiable answer) needs any non-blank summary
+    and no ``<answer>`` tags."""
     from data.filters import readable_parts
 
-    return [1.0 if readable_parts(completion_text(c).strip()) else 0.0 for c in completions]
+    kinds = kind if kind is not None else [None] * len(completions)
+    scores = []
+    for completion, row_kind in zip(completions, kinds):
+        text = completion_text(completion).strip()
+        ok = _general_readable(text) if row_kind == "general" else readable_parts(text)
+        scores.append(1.0 if ok else 0.0)
+    return scores
+
+
+_GENERAL_RE = re.compile(r"(?s)<think>(.*?)</think>(.*)")
+
+
+def _general_readable(text: str) -> bool:
+    match = _GENERAL_RE.fullmatch(text)
+    return bool(match and match.group(2).strip() and "<answer>" not in text
+                and text.count("<think>") == 1 and text.count("</think>") == 1)

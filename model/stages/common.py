@@ -1,30 +1,40 @@
-"""What the GRPO stages (r1_zero, reasoning_rl, ...) share: prompts in, policy out."""
+"""What the training stages share: GRPO (r1_zero, reasoning_rl, all_scenario_rl: prompts in,
+policy out) and SFT (sft_cold, sft: rows in, model out)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+from data.loaders import read_jsonl
 from data.quality import write_checked_jsonl
 from data.tasks import load_task
 from infra.io import staged_dir
 from infra.stage import stage_dir
+from infra.steplog import StepLog
 from model import checkpoint, factory
 from model.grpo import GRPOTrainer
+from model.sft import SFTTrainer
 
 log = logging.getLogger(__name__)
 
 
-def grpo_stage(name: str, cfg, extra_columns: dict | None = None) -> dict:
+def grpo_stage(name: str, cfg, extra_columns: dict | None = None, *, rows: list[dict] | None = None,
+               suite: str = "prompts", out: Path | None = None) -> dict:
     """Load and check the prompt set, train ``cfg.model`` with GRPO, save the policy.
 
-    ``cfg`` is a GRPOArgs subclass with ``model``, ``dataset``, ``dataset_size``, ``mix``;
-    ``extra_columns`` are added to every prompt row (e.g. the target ``language``).
+    ``cfg`` is a GRPOArgs subclass with ``model`` and, unless ``rows`` (a prompt set built by
+    the stage) is given, ``dataset``, ``dataset_size``, ``mix``; ``extra_columns`` are added
+    to every prompt row (e.g. the target ``language``). The rows are checked against the GE
+    suite ``suite`` and written to ``prompts.jsonl`` in ``out`` (default ``artifacts/<name>``;
+    a foreach stage passes its item's folder).
     Returns the last step's metrics plus the mean reward of the first and last tenth of steps.
     """
-    out = stage_dir(name)
-    rows = [{**row, **(extra_columns or {})}
-            for row in load_task(cfg.dataset, limit=cfg.dataset_size, seed=cfg.seed, mix=cfg.mix)]
-    write_checked_jsonl(rows, out / "prompts.jsonl", "prompts", report_dir=out / "quality")
+    out = out or stage_dir(name)
+    if rows is None:
+        rows = load_task(cfg.dataset, limit=cfg.dataset_size, seed=cfg.seed, mix=cfg.mix)
+    rows = [{**row, **(extra_columns or {})} for row in rows]
+    write_checked_jsonl(rows, out / "prompts.jsonl", suite, report_dir=out / "quality")
     tokenizer = factory.load_tokenizer(cfg.model)
     model = factory.load_model(cfg.model)
     trainer = GRPOTrainer(model, tokenizer, rows, cfg, out)
@@ -37,3 +47,39 @@ def grpo_stage(name: str, cfg, extra_columns: dict | None = None) -> dict:
     first = sum(r["reward"] for r in history[:window]) / window
     final = sum(r["reward"] for r in history[-window:]) / window
     return {**last, "reward_first": first, "reward_last": final, "steps_done": len(history)}
+
+
+def read_sft_rows(path) -> list[dict]:
+    """The rows of an SFT dataset, each with a non-blank ``prompt`` and ``completion`` (all SFT
+    reads; a general row of the SFT mix has no gold answer, so the schema's answer rule of
+    ``read_rows_jsonl`` does not apply). Raises DatasetError naming the file, line and field."""
+    from data.schema import DatasetError
+
+    rows = []
+    for line, row in read_jsonl(path):
+        for field in ("prompt", "completion"):
+            if not isinstance(row.get(field), str) or not row[field].strip():
+                raise DatasetError("missing or blank", path=path, line=line, field=field)
+        rows.append(row)
+    return rows
+
+
+def sft_stage(name: str, cfg, *, out: Path | None = None) -> dict:
+    """Fine-tune ``cfg.model`` on the rows of ``cfg.data`` (prompt + completion), save it to
+    ``out/model`` (``out`` defaults to ``artifacts/<name>``).
+
+    ``cfg`` is an SFTArgs subclass with ``model`` and ``data``. Returns the last step's
+    metrics, the row count and the optimizer steps done.
+    """
+    out = out or stage_dir(name)
+    rows = read_sft_rows(cfg.data)
+    if not rows:
+        raise ValueError(f"{cfg.data}: no rows to train on")
+    tokenizer = factory.load_tokenizer(cfg.model)
+    model = factory.load_model(cfg.model)
+    trainer = SFTTrainer(model, tokenizer, cfg, out, steps=StepLog(out / "steps.jsonl"))
+    metrics = trainer.train(rows)
+    with staged_dir(out / "model") as tmp:
+        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
+    return {**metrics, "rows": len(rows), "steps_done": trainer.total_steps(len(rows))}

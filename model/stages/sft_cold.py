@@ -10,18 +10,13 @@ N GPUs:        deepspeed --num_gpus N --module flows.cli stage sft_cold
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-from data.loaders import read_rows_jsonl
 from infra.config import knob
-from infra.io import staged_dir
-from infra.stage import stage_dir, stage_main
-from infra.steplog import StepLog
-from model import checkpoint, factory
-from model.sft import SFTArgs, SFTTrainer
+from infra.stage import stage_main
+from model.sft import SFTArgs
+from model.stages.common import sft_stage
 
-log = logging.getLogger(__name__)
 NAME = "sft_cold"
 
 
@@ -33,18 +28,7 @@ class SFTColdConfig(SFTArgs):
 
 def run(cfg: SFTColdConfig) -> dict:
     """Fine-tune ``cfg.model`` on ``cfg.data`` and save it; returns the last step's metrics."""
-    out = stage_dir(NAME)
-    rows = read_rows_jsonl(cfg.data)
-    if not rows:
-        raise ValueError(f"{cfg.data}: no cold-start rows to train on")
-    tokenizer = factory.load_tokenizer(cfg.model)
-    model = factory.load_model(cfg.model)
-    trainer = SFTTrainer(model, tokenizer, cfg, out, steps=StepLog(out / "steps.jsonl"))
-    metrics = trainer.train(rows)
-    with staged_dir(out / "model") as tmp:
-        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
-    checkpoint.clear(out / "checkpoints")
-    return {**metrics, "rows": len(rows), "steps_done": trainer.total_steps(len(rows))}
+    return sft_stage(NAME, cfg)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,0 +1,73 @@
+"""`r1flow run` on the small preset: every stage of dvc.yaml, in the embedded Prefect flow,
+ending with the report (as `make run` does on the full default)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from infra.dag import load_stages
+from presets import SMALL, write_candidates
+from test_orchestration import make_project
+
+# Embedded mode: no server variables; the run makes its own Prefect API, sqlite MLflow, local DVC remote.
+SERVER_VARS = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "R1FLOW_DVC_REMOTE", "AWS_ENDPOINT_URL")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("full")
+    write_candidates(dest)
+    project = make_project(dest, SMALL)
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    env.update({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect_home")), "R1FLOW_PARALLEL": "2",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return project, proc.stdout
+
+
+def test_every_stage_ran_and_is_locked(finished):
+    project, _ = finished
+    stages = load_stages(project / "dvc.yaml")
+    assert {"student@s64", "distill@s96", "rl_student@s64", "evaluate@r1", "report"} <= set(stages)
+    branch = next(b.strip(" *+") for b in subprocess.run(["git", "branch"], cwd=project, capture_output=True,
+                                                           text=True).stdout.splitlines() if "runs/" in b)
+    lock = yaml.safe_load(subprocess.run(["git", "show", f"{branch}:dvc.lock"], cwd=project, capture_output=True,
+                                         text=True, check=True).stdout)
+    assert sorted(lock["stages"]) == sorted(stages)
+
+
+def test_report_has_every_model_and_states_the_findings(finished):
+    project, stdout = finished
+    report = (project / "artifacts" / "report" / "report.md").read_text()
+    for model in SMALL["evaluate"]["models"]:
+        assert f"| {model} |" in report
+    assert "Not evaluated" not in report
+    findings = [line for line in report.splitlines() if line.startswith("- ")]
+    assert len(findings) == 4 and all("holds" in f or "DOES NOT HOLD" in f for f in findings)
+    assert "| r1_zero |" in stdout  # `r1flow run` prints the table
+    metrics = json.loads((project / "artifacts" / "report" / "metrics.json").read_text())
+    assert metrics["missing_models"] == 0
+
+
+def test_mlflow_parent_run_holds_the_report_and_a_child_per_stage(finished):
+    project, _ = finished
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    exps = [e.experiment_id for e in client.search_experiments()]
+    parents = client.search_runs(exps, "tags.`r1flow.run` != ''")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert "report/finding1/holds" in parent.data.metrics
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} >= {"report/report.md",
+                                                                                   "report/report.html"}
+    children = client.search_runs(exps, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert {c.info.run_name for c in children} == set(load_stages(project / "dvc.yaml"))
