@@ -87,7 +87,12 @@ def r1flow(steps: int, prompts: list[str], micro_batch: int) -> dict:
     timed = metrics[1:]
     step_s = statistics.median(m["wall_s"] for m in timed)
     completions = 256
-    return {"trainer": f"r1flow GRPOTrainer (ZeRO-2, micro-batch {micro_batch})", "step_s": step_s,
+    import os
+
+    chunk = os.environ.get("R1FLOW_LOGPROB_CHUNK", "auto")
+    return {"trainer": f"r1flow GRPOTrainer (ZeRO-2, micro-batch {micro_batch})", "logprob_chunk": chunk,
+            "step_s": step_s, "update_s": statistics.median(m["wall_s"] - m["rollout_s"] for m in timed),
+            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
             "completions_per_s": completions / step_s,
             "rollout_s": statistics.median(m["rollout_s"] for m in timed),
             "mean_completion_tokens": statistics.mean(m["response_length"] for m in timed),
@@ -138,15 +143,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--micro-batch", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--logprob-chunk", nargs="+", default=["auto"],
+                        help="R1FLOW_LOGPROB_CHUNK settings to run r1flow under: auto (chunked on CUDA), 0 (one-shot), N rows")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     _register_reward()
     prompts = _digit_prompts(256)
     rows = []
+    import os
+
     for micro_batch in args.micro_batch:
-        rows.append(r1flow(args.steps, prompts, micro_batch))
-        gc.collect()
-        torch.cuda.empty_cache()
+        for chunk in args.logprob_chunk:
+            if chunk == "auto":
+                os.environ.pop("R1FLOW_LOGPROB_CHUNK", None)
+            else:
+                os.environ["R1FLOW_LOGPROB_CHUNK"] = chunk
+            torch.cuda.reset_peak_memory_stats()
+            rows.append(r1flow(args.steps, prompts, micro_batch))
+            gc.collect()
+            torch.cuda.empty_cache()
+    os.environ.pop("R1FLOW_LOGPROB_CHUNK", None)
     if not args.skip_trl:
         try:
             rows.append(trl(args.steps, prompts))
@@ -158,7 +174,8 @@ def main() -> None:
             row["speedup_vs_trl"] = row["completions_per_s"] / rows[-1]["completions_per_s"]
     write_json("grpo_step.json", {"device": device_line(), **vars(args), "rows": rows})
     print(device_line())
-    print(table(rows, ["trainer", "step_s", "completions_per_s", "rollout_s", "mean_completion_tokens",
+    print(table(rows, ["trainer", "logprob_chunk", "step_s", "completions_per_s", "rollout_s", "update_s",
+                       "peak_mem_gib", "mean_completion_tokens",
                        "ratio_dev", "first_step_s", "speedup_vs_trl"]))
 
 

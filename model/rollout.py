@@ -350,6 +350,11 @@ def _decode(
     raise AssertionError("unreachable: the loop returns at t = max_new_tokens - 1")
 
 
+# Logits elements (rows x vocab) one chunk of the fused head materialises: 2**28 float32 = 1 GiB.
+_HEAD_CHUNK_ELEMENTS = 1 << 28
+LOGPROB_CHUNK_ENV = "R1FLOW_LOGPROB_CHUNK"
+
+
 def completion_logprobs(
     model: nn.Module,
     sequences: torch.Tensor,
@@ -358,6 +363,7 @@ def completion_logprobs(
     temperature: float = 1.0,
     *,
     with_entropy: bool = False,
+    chunk_rows: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of the completion tokens under `model`, with gradients.
 
@@ -369,22 +375,38 @@ def completion_logprobs(
 
     With `with_entropy`, also returns the entropy of each position's tempered distribution,
     (B, T - completion_start), 0 where masked; it is for logging and carries no gradient.
+
+    `chunk_rows` > 0 computes the output head in chunks of that many token positions, fused with
+    the log-softmax (`_ChunkedHeadLogprob`): the (B, C, V) logits are never materialised, neither
+    in the forward nor for the backward, which recomputes each chunk. 0 is the one-shot path.
+    None (default) reads $R1FLOW_LOGPROB_CHUNK, else chunks on CUDA (about 1 GiB of float32
+    logits per chunk) and takes the one-shot path elsewhere. Models the fused head cannot serve
+    (no bias-free linear output head, ZeRO-3-partitioned weights, no `logits_to_keep`) always
+    take the one-shot path. Both paths compute the same values up to matmul round-off.
     """
     if not 0 < completion_start < sequences.shape[1]:
         raise ValueError(f"completion_start must be in (0, {sequences.shape[1]}), got {completion_start}")
     attention_mask = attention_mask.long()
     n_completion = sequences.shape[1] - completion_start
+    targets = sequences[:, completion_start:]  # (B, C)
+    padding = attention_mask[:, completion_start:] == 0  # (B, C), True after EOS
+    kwargs = dict(input_ids=sequences, attention_mask=attention_mask,
+                  position_ids=_position_ids(attention_mask), use_cache=False)
+    head = _fusable_head(model)
+    rows = _head_chunk_rows(chunk_rows, sequences.device, head)
+    if rows > 0:
+        logp, entropy = _chunked_head_forward(model, head, kwargs, n_completion, targets, temperature, rows,
+                                              with_entropy)
+        logp = logp.masked_fill(padding, 0.0)
+        return (logp, entropy.masked_fill(padding, 0.0)) if with_entropy else logp
     extra = {}
     if "logits_to_keep" in _forward_params(model):
         # Logits only from the token before the first completion token onwards.
         extra["logits_to_keep"] = n_completion + 1
-    out = model(input_ids=sequences, attention_mask=attention_mask,
-                position_ids=_position_ids(attention_mask), use_cache=False, **extra)
+    out = model(**kwargs, **extra)
     logits = out.logits[:, -(n_completion + 1) : -1, :].float()  # (B, C, V), predicts column c from c - 1
     if temperature > 0:
         logits = logits / temperature
-    targets = sequences[:, completion_start:]  # (B, C)
-    padding = attention_mask[:, completion_start:] == 0  # (B, C), True after EOS
     # gather - logsumexp: avoids materialising a (B, C, V) log_softmax for the backward pass.
     logsumexp = logits.logsumexp(dim=-1)  # (B, C)
     logp = (logits.gather(-1, targets[..., None]).squeeze(-1) - logsumexp).masked_fill(padding, 0.0)
@@ -394,6 +416,117 @@ def completion_logprobs(
         # H = logsumexp - E_p[logits], one transient (B, C, V) softmax outside the graph.
         entropy = logsumexp - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
     return logp, entropy.masked_fill(padding, 0.0)
+
+
+def _fusable_head(model: nn.Module) -> nn.Linear | None:
+    """The model's output head when the chunked path can replace it, else None."""
+    base = getattr(model, "module", model)
+    get = getattr(base, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    if (not isinstance(head, nn.Linear) or head.bias is not None or "logits_to_keep" not in _forward_params(model)
+            or hasattr(head.weight, "ds_id")):  # ZeRO-3 frees the weight outside the head's own forward
+        return None
+    return head
+
+
+def _head_chunk_rows(chunk_rows: int | None, device: torch.device, head: nn.Linear | None) -> int:
+    """Token positions per chunk of the fused head; 0 = one-shot path."""
+    if head is None:
+        return 0
+    if chunk_rows is None:
+        import os
+
+        env = os.environ.get(LOGPROB_CHUNK_ENV)
+        if env is not None and env.strip():
+            chunk_rows = int(env)
+        elif device.type == "cuda":
+            chunk_rows = max(1, _HEAD_CHUNK_ELEMENTS // head.out_features)
+        else:
+            chunk_rows = 0
+    return max(0, int(chunk_rows))
+
+
+def _chunked_head_forward(model, head, kwargs, n_completion, targets, temperature, rows, with_entropy):
+    """Run `model` with its output head swapped for the fused chunked log-prob head.
+
+    The swap is a per-call override of `head.forward`, so the forward still goes through the
+    model (and a DeepSpeed engine's own forward); it returns an empty tensor as "logits".
+    """
+    result = {}
+    B = targets.shape[0]
+
+    def fused(hidden: torch.Tensor) -> torch.Tensor:  # (B, C + 1, H): hidden[:, c] predicts column c + 1
+        h = hidden[:, :-1, :].reshape(B * n_completion, hidden.shape[-1])
+        logp, entropy = _ChunkedHeadLogprob.apply(h, head.weight, targets.reshape(-1), float(temperature), rows,
+                                                  with_entropy)
+        result["logp"] = logp.view(B, n_completion)
+        result["entropy"] = entropy.view(B, n_completion) if with_entropy else None
+        return hidden[..., :0]
+
+    previous = head.__dict__.get("forward")  # an instance-level override already there, if any
+    head.forward = fused
+    try:
+        model(**kwargs, logits_to_keep=n_completion + 1)
+    finally:
+        if previous is None:
+            del head.forward
+        else:
+            head.forward = previous
+    return result["logp"], result["entropy"]
+
+
+class _ChunkedHeadLogprob(torch.autograd.Function):
+    """log_softmax(h @ W.T / T)[target] (and the entropy) over row chunks, logits never kept.
+
+    Forward: per chunk of rows, logits = linear(h, W) in the weights' dtype, upcast to float32
+    (as the one-shot path's `.float()`), divided by T, then gather - logsumexp. Backward
+    recomputes each chunk's logits: d logp / d logits = (onehot(target) - softmax) / T.
+    The entropy output is for logging and carries no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, rows, with_entropy):
+        N = hidden.shape[0]
+        logp = torch.empty(N, dtype=torch.float32, device=hidden.device)
+        entropy = torch.empty(N if with_entropy else 0, dtype=torch.float32, device=hidden.device)
+        for s in range(0, N, rows):
+            logits = _chunk_logits(hidden[s : s + rows], weight, temperature)
+            lse = logits.logsumexp(dim=-1)
+            logp[s : s + rows] = logits.gather(-1, targets[s : s + rows, None]).squeeze(-1) - lse
+            if with_entropy:
+                entropy[s : s + rows] = lse - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.temperature, ctx.rows = temperature, rows
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        hidden, weight, targets = ctx.saved_tensors
+        T, rows = ctx.temperature, ctx.rows
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        scale = 1.0 / T if T > 0 else 1.0
+        for s in range(0, hidden.shape[0], rows):
+            h, g_out = hidden[s : s + rows], grad_logp[s : s + rows].float()[:, None]  # (n, H), (n, 1)
+            probs = torch.softmax(_chunk_logits(h, weight, T), dim=-1)  # (n, V)
+            g = probs.mul_(-g_out)
+            g.scatter_add_(-1, targets[s : s + rows, None], g_out)
+            if scale != 1.0:
+                g.mul_(scale)
+            g = g.to(weight.dtype)  # the dtype the one-shot path's `.float()` hands its gradient back in
+            if need_h:
+                grad_h[s : s + rows] = g @ weight
+            if need_w:
+                grad_w += (g.t() @ h).float()
+        return grad_h, None if grad_w is None else grad_w.to(weight.dtype), None, None, None, None
+
+
+def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(n, V) float32 logits / T of one chunk (T = 0 means 1)."""
+    logits = torch.nn.functional.linear(h, weight).float()
+    return logits / temperature if temperature > 0 else logits
 
 
 def decode_completions(tokenizer, rollout: Rollout) -> list[str]:

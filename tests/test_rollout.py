@@ -292,3 +292,64 @@ def test_preallocated_cache_matches_stock_dynamic_cache(qwen, monkeypatch):
     stock = generate(qwen, ids, mask, **kw)
     assert torch.equal(fast.completion_ids, stock.completion_ids)
     assert torch.allclose(fast.logprobs, stock.logprobs, atol=1e-6, rtol=0)
+
+
+def _rollout_for_chunks(qwen, seed=2):
+    ids, mask = left_pad(QWEN_PROMPTS, PAD)
+    r = generate(qwen, ids, mask, max_new_tokens=9, eos_token_id=[7, 19], pad_token_id=PAD,
+                 generator=torch.Generator().manual_seed(seed))
+    return r, ids.shape[1]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
+@pytest.mark.parametrize("rows", [1, 5, 1000])
+def test_chunked_head_matches_one_shot_values_and_gradients(qwen, temperature, rows):
+    r, P = _rollout_for_chunks(qwen)
+    weights = torch.randn(r.completion_mask.shape, generator=torch.Generator().manual_seed(3))
+
+    def run(chunk_rows):
+        qwen.zero_grad()
+        logp, entropy = completion_logprobs(qwen, r.sequences, r.attention_mask, P, temperature,
+                                            with_entropy=True, chunk_rows=chunk_rows)
+        (logp * weights).sum().backward()
+        grads = {n: p.grad.clone() for n, p in qwen.named_parameters()}
+        qwen.zero_grad()
+        return logp.detach(), entropy, grads
+
+    logp0, ent0, grads0 = run(0)
+    logp1, ent1, grads1 = run(rows)
+    assert torch.allclose(logp1, logp0, atol=1e-6, rtol=0)
+    assert torch.allclose(ent1, ent0, atol=1e-5, rtol=0)
+    assert not ent1.requires_grad
+    assert (logp1[r.completion_mask == 0] == 0).all() and (ent1[r.completion_mask == 0] == 0).all()
+    for name, g in grads0.items():
+        assert torch.allclose(grads1[name], g, atol=1e-6, rtol=1e-5), name
+    # The head override is gone afterwards: a plain forward returns real logits again.
+    assert "forward" not in qwen.lm_head.__dict__
+    assert qwen(input_ids=r.sequences).logits.shape[-1] == qwen.config.vocab_size
+
+
+def test_chunk_default_is_one_shot_on_cpu_and_env_overrides(qwen, monkeypatch):
+    monkeypatch.delenv(rollout_module.LOGPROB_CHUNK_ENV, raising=False)
+    cpu = torch.device("cpu")
+    assert rollout_module._head_chunk_rows(None, cpu, qwen.lm_head) == 0
+    assert rollout_module._head_chunk_rows(None, torch.device("cuda"), qwen.lm_head) == (1 << 28) // 50
+    monkeypatch.setenv(rollout_module.LOGPROB_CHUNK_ENV, "7")
+    assert rollout_module._head_chunk_rows(None, cpu, qwen.lm_head) == 7
+    assert rollout_module._head_chunk_rows(0, cpu, qwen.lm_head) == 0
+    assert rollout_module._head_chunk_rows(7, cpu, None) == 0  # no fusable head: always one-shot
+    # With the env set, the default call takes the chunked path and agrees with the one-shot one.
+    r, P = _rollout_for_chunks(qwen)
+    with torch.no_grad():
+        assert torch.allclose(completion_logprobs(qwen, r.sequences, r.attention_mask, P),
+                              completion_logprobs(qwen, r.sequences, r.attention_mask, P, chunk_rows=0),
+                              atol=1e-6, rtol=0)
+
+
+def test_chunked_head_falls_back_for_models_without_linear_head():
+    model = TableLM(chain_table(CHAIN))
+    seqs = torch.tensor([[1, 3, 4, 5], [6, 7, 6, 7]])
+    mask = torch.ones_like(seqs)
+    assert rollout_module._fusable_head(model) is None
+    assert torch.equal(completion_logprobs(model, seqs, mask, 2, chunk_rows=3),
+                       completion_logprobs(model, seqs, mask, 2, chunk_rows=0))
