@@ -22,3 +22,11 @@ def r1_zero_prompt(question: str) -> str:
 def r1_zero_completion(reasoning: str, answer: str) -> str:
     """A completion in the R1-Zero format: ``<think> … </think> <answer> … </answer>``."""
     return f"<think> {reasoning.strip()} </think> <answer> {answer.strip()} </answer>"
+
+
+def few_shot_prompt(question: str, examples: list[tuple[str, str]]) -> str:
+    """The R1-Zero prompt with worked ``(question, completion)`` examples as earlier turns of
+    the conversation: few-shot prompting for long-CoT candidates (paper 2.3.1)."""
+    head, _, _ = R1_ZERO_TEMPLATE.partition("User: {prompt}")
+    turns = "".join(f"User: {q.strip()}. Assistant: {c.strip()} " for q, c in examples)
+    return f"{head}{turns}User: {question.strip()}. Assistant:"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,9 +51,10 @@ def correctness(rows: list[dict], texts: list[str]) -> list[float]:
     return [0.0 if s is None else float(s) for s in scores]
 
 
-def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, protocol: Protocol):
-    """``n`` completions per row (row-major); returns (texts, lengths)."""
-    ids = tokenizer([r1_zero_prompt(r["prompt"]) for r in rows])["input_ids"]
+def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, protocol: Protocol,
+           template: Callable[[str], str] = r1_zero_prompt):
+    """``n`` completions per row (row-major) of ``template(row["prompt"])``; returns (texts, lengths)."""
+    ids = tokenizer([template(r["prompt"]) for r in rows])["input_ids"]
     flat = [i for i in range(len(rows)) for _ in range(n)]
     texts: list[str] = []
     lengths: list[int] = []

@@ -24,7 +24,7 @@ SMALL = {
     "base": {"corpus_size": 300, "max_steps": 6, "batch_size": 16, "micro_batch": 8, "warmup_steps": 2,
              "checkpoint_every": 0, **_TINY},
     "r1_zero": _GRPO,
-    "cold_start": {**_SAMPLE, "eval_sets": ["arithmetic_test", "gsm8k"], "eval_limit": 50},
+    "cold_start": {**_SAMPLE, "few_shot_size": 4, "eval_sets": ["arithmetic_test", "gsm8k"], "eval_limit": 50},
     "sft_cold": _SFT,
     "reasoning_rl": {**_GRPO, "steps": 2, "checkpoint_every": 0},
     "rejection_sampling": _SAMPLE,

@@ -42,6 +42,9 @@ def test_every_stage_ran_and_is_locked(finished):
     lock = yaml.safe_load(subprocess.run(["git", "show", f"{branch}:dvc.lock"], cwd=project, capture_output=True,
                                          text=True, check=True).stdout)
     assert sorted(lock["stages"]) == sorted(stages)
+    cold_start = json.loads((project / "artifacts" / "cold_start" / "metrics.json").read_text())
+    assert {"kept_from/r1_zero", "kept_from/few_shot", "kept_from/candidates.jsonl"} <= set(cold_start)
+    assert cold_start["kept"] == sum(v for k, v in cold_start.items() if k.startswith("kept_from/"))
 
 
 def test_report_has_every_model_and_states_the_findings(finished):
@@ -51,7 +54,7 @@ def test_report_has_every_model_and_states_the_findings(finished):
         assert f"| {model} |" in report
     assert "Not evaluated" not in report
     findings = [line for line in report.splitlines() if line.startswith("- ")]
-    assert len(findings) == 4 and all("holds" in f or "DOES NOT HOLD" in f for f in findings)
+    assert len(findings) == 5 and all("holds" in f or "DOES NOT HOLD" in f for f in findings)
     assert "| r1_zero |" in stdout  # `r1flow run` prints the table
     metrics = json.loads((project / "artifacts" / "report" / "metrics.json").read_text())
     assert metrics["missing_models"] == 0

@@ -197,3 +197,17 @@ def test_all_scenario_rl_adds_general_prompts_late(tiny_base, reward_models, tmp
     samples = [json.loads(line) for line in (out / "samples.jsonl").open()]
     assert all(s["id"] not in general_ids for s in samples if s["step"] < 3)
     assert (out / "model" / "model.safetensors").is_file() and (out / "quality" / "prompt_mix.json").is_file()
+
+
+def test_few_shot_examples_are_correct_readable_turns_before_the_question():
+    from data.formatting import few_shot_prompt
+    from model.stages.cold_start import worked_examples
+
+    examples = worked_examples(2, seed=0)
+    assert len(examples) == 2
+    texts = [completion for _, completion in examples]
+    assert get_reward("readable_format")(texts) == [1.0, 1.0]
+    prompt = few_shot_prompt("Compute 12 + 5", examples)
+    assert prompt.endswith("User: Compute 12 + 5. Assistant:")
+    assert all(f"User: {q}. Assistant: {c}" in prompt for q, c in examples)
+    assert prompt.count("User:") == 3

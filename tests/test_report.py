@@ -32,9 +32,11 @@ def test_report_states_each_finding_with_its_numbers(tmp_path):
     _write_eval(project, "reasoning_rl", 0.55, mixing=0.20)  # mixing went UP: must be reported
     _write_eval(project, "s64_distill", 0.40)
     _write_eval(project, "s64_rl", 0.20)
-    steps = project / "artifacts" / "r1_zero" / "steps.json"
-    steps.parent.mkdir(parents=True)
-    steps.write_text(json.dumps([{"step": i, "reward": i / 10, "mixing_rate": 0.1} for i in range(1, 11)]))
+    for stage, mixing in (("r1_zero", 0.08), ("reasoning_rl", 0.01)):  # rollouts: the reward cut mixing
+        steps = project / "artifacts" / stage / "steps.json"
+        steps.parent.mkdir(parents=True)
+        rows = [{"step": i, "reward": i / 20, "mixing_rate": 0.5 if i < 19 else mixing} for i in range(1, 21)]
+        steps.write_text(json.dumps(rows))
 
     proc = run_cli(["stage", "report"], project)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -42,11 +44,13 @@ def test_report_states_each_finding_with_its_numbers(tmp_path):
     report = (out / "report.md").read_text()
     assert "| base | 30.0 | 35.0 | 30.0 | 35.0 |" in report  # Table-4 layout: pass@1, cons@k per benchmark
     assert "r1_zero 50.0% vs base 30.0% (holds)" in report
-    assert "reasoning_rl 20.0% vs r1_zero 10.0% (DOES NOT HOLD)" in report
+    assert "last 10% of steps: reasoning_rl 1.0% vs r1_zero 8.0% (holds)" in report
+    assert "at evaluation: reasoning_rl 20.0% vs r1_zero 10.0% (DOES NOT HOLD)" in report
     assert "s64_distill 40.0% vs s64_rl 20.0% (holds)" in report
     assert "Not evaluated: r1." in report
     metrics = json.loads((out / "metrics.json").read_text())
-    assert (metrics["finding1/holds"], metrics["finding2/holds"], metrics["finding3/holds"]) == (1, 0, 1)
+    assert [metrics[f"finding{i}/holds"] for i in range(1, 5)] == [1, 1, 0, 1]
+    assert "| reasoning_rl | 30.0 | 0.0 | 20.0 | 100.0 |" in report  # behaviour: length, rates in %
     assert metrics["missing_models"] == 1
     assert (out / "plots" / "reward.png").stat().st_size > 1000
     html = (out / "report.html").read_text()

@@ -155,7 +155,7 @@ def test_cold_start_then_sft_cold_then_reasoning_rl(tmp_path, tiny_base):
     candidates.write_text("".join(json.dumps(r) + "\n" for r in _candidate_rows()))
     project = _project(tmp_path / "p")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["cold_start"] = {"model": "", "files": [str(candidates)], "eval_sets": ["gsm8k"]}
+    params["cold_start"] = {"model": "", "few_shot_model": "", "files": [str(candidates)], "eval_sets": ["gsm8k"]}
     params["sft_cold"] = {"model": str(tiny_base), "max_steps": 2, "batch_size": 8, "micro_batch": 8,
                           "warmup_steps": 1, "checkpoint_every": 0}
     params["reasoning_rl"] = {**SMALL["r1_zero"], "steps": 2, "checkpoint_every": 0}

@@ -2,12 +2,14 @@
 with numbers, and the training curves of every RL stage side by side.
 
 The table is laid out like Table 4 of the DeepSeek-R1 paper (models as rows; for each
-benchmark pass@1 and cons@k, in %) from the ``evaluate@MODEL`` results. Three findings are
-computed, each stated as holding or not with its numbers, never assumed:
+benchmark pass@1 and cons@k, in %) from the ``evaluate@MODEL`` results, followed by each
+model's behaviour (response length, reflection, mixing and format rates). The paper's
+findings are computed, each stated as holding or not with its numbers, never assumed:
 
 1. pure RL lifts the base: mean pass@1 of ``r1_zero`` above ``base`` (paper 2.2);
-2. the language-consistency reward cuts language mixing: the evaluation mixing rate of
-   ``reasoning_rl`` below ``r1_zero``'s (paper 2.3.2);
+2. the language-consistency reward cuts language mixing: the mixing rate of
+   ``reasoning_rl``'s rollouts below ``r1_zero``'s (last tenth of each stage's steps, at the
+   training temperature), and the same at evaluation (paper 2.3.2);
 3. distillation beats RL on small models: each student SFT'd on the r1 model's traces
    against the same student trained by GRPO alone (paper 4.1).
 
@@ -66,19 +68,36 @@ def _mean(results: dict, model: str, key: str, benches: list[str]) -> float | No
     return sum(values) / len(values) if values else None
 
 
-def findings(results: dict, cfg: ReportConfig) -> list[dict]:
-    """The paper's three comparisons, each ``{"claim", "left", "right", "values", "holds"}``
-    (``holds`` None when a side has no results); values are means over benchmarks."""
+def final_mean(rows: list[dict] | None, key: str, share: float = 0.1) -> float | None:
+    """Mean of ``key`` over the last ``share`` of the steps that log it (None without any)."""
+    values = [r[key] for r in rows or [] if isinstance(r.get(key), (int, float))]
+    if not values:
+        return None
+    tail = values[-max(1, round(len(values) * share)):]
+    return sum(tail) / len(tail)
+
+
+def findings(results: dict, curves: dict[str, list[dict]], cfg: ReportConfig) -> list[dict]:
+    """The paper's comparisons, each ``{"claim", "left", "right", "values", "holds"}`` (``holds``
+    None when a side has no numbers). pass@1 is the mean over ``cfg.headline``; the mixing rate
+    is the RL stage's own over its last tenth of steps (rollouts at the training temperature,
+    where R1-Zero's mixing shows) and, as a second line, the evaluation's (temperature 0.6)."""
     every = sorted({b for r in results.values() for b in r})
-    pairs = [("pure RL lifts the base: mean pass@1", "r1_zero", "base", "pass@1", cfg.headline, True),
-             ("the language reward cuts mixing: mixing rate", "reasoning_rl", "r1_zero", "mixing_rate", every, False)]
-    pairs += [(f"distillation beats RL on student {s}: mean pass@1", f"{s}_distill", f"{s}_rl", "pass@1",
-               cfg.headline, True) for s in cfg.students]
+    rows = [("pure RL lifts the base: mean pass@1", "r1_zero", "base",
+             _mean(results, "r1_zero", "pass@1", cfg.headline), _mean(results, "base", "pass@1", cfg.headline), True),
+            ("the language reward cuts mixing: mixing rate of RL rollouts, last 10% of steps",
+             "reasoning_rl", "r1_zero", final_mean(curves.get("reasoning_rl"), "mixing_rate"),
+             final_mean(curves.get("r1_zero"), "mixing_rate"), False),
+            ("the language reward cuts mixing: mixing rate at evaluation", "reasoning_rl", "r1_zero",
+             _mean(results, "reasoning_rl", "mixing_rate", every), _mean(results, "r1_zero", "mixing_rate", every),
+             False)]
+    rows += [(f"distillation beats RL on student {s}: mean pass@1", f"{s}_distill", f"{s}_rl",
+              _mean(results, f"{s}_distill", "pass@1", cfg.headline), _mean(results, f"{s}_rl", "pass@1", cfg.headline),
+              True) for s in cfg.students]
     out = []
-    for claim, left, right, key, benches, higher in pairs:
-        a, b = _mean(results, left, key, benches), _mean(results, right, key, benches)
+    for claim, left, right, a, b, higher in rows:
         holds = None if a is None or b is None else (a > b if higher else a < b)
-        out.append({"claim": claim, "left": left, "right": right, "key": key, "values": [a, b], "holds": holds})
+        out.append({"claim": claim, "left": left, "right": right, "values": [a, b], "holds": holds})
     return out
 
 
@@ -96,6 +115,30 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+BEHAVIOUR = ("mean_length", "reflection_rate", "mixing_rate", "format_rate")
+
+
+def behaviour_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the behaviour table: per model, each :data:`BEHAVIOUR` key averaged
+    over the benchmarks (length in tokens, rates in %)."""
+    header = ["model", "response length", "reflection %", "mixing %", "format %"]
+    rows = []
+    for model, r in results.items():
+        means = [sum(v[key] for v in r.values()) / len(r) for key in BEHAVIOUR]
+        rows.append([model, f"{means[0]:.1f}", *[f"{100 * m:.1f}" for m in means[1:]]])
+    return header, rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+
 def _finding_line(f: dict) -> str:
     a, b = f["values"]
     if f["holds"] is None:
@@ -106,22 +149,20 @@ def _finding_line(f: dict) -> str:
 
 
 def markdown(results: dict, found: list[dict], plots: list[str], missing: list[str]) -> str:
-    header, rows = table_rows(results)
     lines = ["# r1flow report", "", "## Models x benchmarks (%, pass@1 and cons@k)", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+             *_md_table(*table_rows(results))]
     if missing:
         lines += ["", f"Not evaluated: {', '.join(missing)}."]
+    lines += ["", "## Behaviour (mean over benchmarks)", "", *_md_table(*behaviour_rows(results))]
     lines += ["", "## Findings of the paper, measured", ""] + [_finding_line(f) for f in found]
     lines += ["", "## Training curves (RL stages)", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
 def to_html(results: dict, found: list[dict], plots: list[str], missing: list[str]) -> str:
-    header, rows = table_rows(results)
     esc = html.escape
-    table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>"
+    table = _html_table(*table_rows(results))
+    behaviour = _html_table(*behaviour_rows(results))
     items = "".join(f"<li>{esc(_finding_line(f)[2:])}</li>" for f in found)
     images = "".join(f'<img src="{esc(p)}" alt="{esc(Path(p).stem)}">' for p in plots)
     note = f"<p>Not evaluated: {esc(', '.join(missing))}.</p>" if missing else ""
@@ -129,12 +170,16 @@ def to_html(results: dict, found: list[dict], plots: list[str], missing: list[st
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:48%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>r1flow report</title><style>{style}</style>"
             f"</head><body><h1>r1flow report</h1><h2>Models x benchmarks (%, pass@1 and cons@k)</h2>{table}{note}"
-            f"<h2>Findings of the paper, measured</h2><ul>{items}</ul><h2>Training curves</h2>{images}</body></html>\n")
+            f"<h2>Behaviour (mean over benchmarks)</h2>{behaviour}<h2>Findings of the paper, measured</h2><ul>{items}</ul><h2>Training curves</h2>{images}</body></html>\n")
 
 
-def draw_curves(curves: dict[str, str], out: Path) -> list[str]:
+def load_curves(curves: dict[str, str]) -> dict[str, list[dict]]:
+    """``{label: step rows}`` of every steps.json that exists."""
+    return {label: json.loads(Path(p).read_text()) for label, p in curves.items() if Path(p).is_file()}
+
+
+def draw_curves(runs: dict[str, list[dict]], out: Path) -> list[str]:
     """One PNG per curve key with a line per RL stage; returns their paths relative to ``out``."""
-    runs = {label: json.loads(Path(p).read_text()) for label, p in curves.items() if Path(p).is_file()}
     return [str(plot_runs(runs, key, out / "plots" / f"{key}.png").relative_to(out)) for key in CURVE_KEYS]
 
 
@@ -145,8 +190,9 @@ def run(cfg: ReportConfig) -> dict:
     if not results:
         raise ValueError(f"{cfg.evaluations}: no evaluate results (*/metrics.json) to report")
     missing = [m for m in cfg.models if m not in results]
-    found = findings(results, cfg)
-    plots = draw_curves(cfg.curves, out)
+    curves = load_curves(cfg.curves)
+    found = findings(results, curves, cfg)
+    plots = draw_curves(curves, out)
     (out / "report.md").write_text(markdown(results, found, plots, missing))
     (out / "report.html").write_text(to_html(results, found, plots, missing))
     metrics = {"models": len(results), "missing_models": len(missing)}
