@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,38 +61,79 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def heights(graph: dict[str, list[str]]) -> dict[str, int]:
+    """Stages on the longest chain from each stage to the end of the DAG, itself included:
+    the higher, the sooner a stage should start (``graph`` in topological order)."""
+    below = {s: [t for t, ups in graph.items() if s in ups] for s in graph}
+    height: dict[str, int] = {}
+    for stage in reversed(list(graph)):
+        height[stage] = 1 + max((height[t] for t in below[stage]), default=0)
+    return height
+
+
+def allot(running: list[str], cores: int) -> dict[str, int]:
+    """Threads per running stage (``running`` in priority order): an equal share of the cores,
+    the remainder to the first ones, at least one each."""
+    share, extra = divmod(cores, max(1, len(running)))
+    return {stage: max(1, share + (i < extra)) for i, stage in enumerate(running)}
+
+
+def _write_allotment(folder: Path, threads: dict[str, int]) -> None:
+    for stage, n in threads.items():
+        tmp = folder / f".{stage}.tmp"
+        tmp.write_text(f"{n}\n")
+        os.replace(tmp, folder / stage)  # a stage reads either the old number or the new one
+
+
 def run_dag(workspace: str, parent_run_id: str, stages: list[str] | None) -> dict[str, dict]:
     """Run every wanted stage once its upstream stages are done; returns their metrics.
 
-    At most ``$R1FLOW_PARALLEL`` stages (default: the CPU cores) run at once, earlier
-    dvc.yaml stages first; each gets ``cores // stages that could run now`` threads so that
-    side-by-side stages share the cores instead of oversubscribing them. After a failure no
-    new stage starts; the running ones finish, then the first error is raised.
+    At most ``$R1FLOW_PARALLEL`` stages (default: the CPU cores) run at once; among the ready
+    ones, those heading the longest chain of stages start first. The cores are re-divided
+    whenever a stage starts or ends (``allot``; each stage follows its share through
+    ``$R1FLOW_THREADS_FILE``), so a stage left alone uses every core. After a failure no new
+    stage starts; the running ones finish, then the first error is raised.
     """
-    from prefect.futures import wait
-
     graph = stage_graph(Path(workspace) / "dvc.yaml")
     wanted = [s for s in graph if stages is None or s in stages or s.partition("@")[0] in stages]
+    folder = Path(tempfile.mkdtemp(prefix="r1flow-threads-"))
+    try:
+        return _run(graph, wanted, workspace, parent_run_id, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(graph: dict[str, list[str]], wanted: list[str], workspace: str, parent_run_id: str,
+         folder: Path) -> dict[str, dict]:
+    from prefect.futures import wait
+
+    height = heights(graph)
     cores = cpu_cores()
     limit = max(1, int(os.environ.get("R1FLOW_PARALLEL", cores)))
     uri = tracking.tracking_uri()
     pending, running, results, errors = list(wanted), {}, {}, []
     while running or (pending and not errors):
-        ready = [s for s in pending if all(u in results or u not in wanted for u in graph[s])]
-        if not errors:
-            threads = max(1, cores // max(1, min(limit, len(running) + len(ready))))
-            for stage in ready[:max(0, limit - len(running))]:
+        ready = sorted((s for s in pending if all(u in results or u not in wanted for u in graph[s])),
+                       key=lambda s: -height[s])
+        starting = [] if errors else ready[:max(0, limit - len(running))]
+        if starting:
+            order = sorted([*running, *starting], key=lambda s: -height[s])
+            _write_allotment(folder, allot(order, cores))
+            for stage in starting:
                 pending.remove(stage)
                 running[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
-                    stage, workspace, parent_run_id, uri, threads=threads)
+                    stage, workspace, parent_run_id, uri, threads_file=str(folder / stage))
         if not running:
             raise RuntimeError(f"stages {pending} wait for stages that never ran")
         finished = wait(list(running.values()), timeout=1.0).done
-        for stage in [s for s, f in running.items() if f in finished]:
+        ended = [s for s, f in running.items() if f in finished]
+        for stage in ended:
             try:
                 results[stage] = running.pop(stage).result()
             except Exception as err:  # noqa: BLE001 - re-raised once the running stages end
                 errors.append(err)
+        if ended and running:
+            _write_allotment(folder, allot(sorted(running, key=lambda s: -height[s]), cores))
     if errors:
         raise errors[0]
     return {stage: results[stage] for stage in wanted}

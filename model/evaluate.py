@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from data.formatting import r1_zero_prompt
+from infra import launch
 from model.grpo import mixing_rate, reflection_rate
 from model.rewards import answer_key, extract_answer, get_reward
 from model.rewards.code import extract_code
@@ -61,6 +62,7 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(protocol.seed) if device.type == "cpu" else None
     for start in range(0, len(flat), protocol.batch_size):
+        launch.follow_threads()
         chunk = flat[start:start + protocol.batch_size]
         prompt_ids, prompt_mask = left_pad([ids[i] for i in chunk], tokenizer.pad_token_id)
         rollout = generate(model, prompt_ids.to(device), prompt_mask.to(device),

@@ -259,6 +259,7 @@ class GRPOTrainer:
         metrics: dict[str, float] = {}
         bar = tqdm(range(done + 1, a.steps + 1), desc="grpo", initial=done, total=a.steps, mininterval=2)
         for step in bar:
+            launch.follow_threads()
             metrics = self.step(step)
             self.steps(step, metrics)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.2f}")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from infra import launch
 from infra.config import knob
 from infra.steplog import StepLog
 from model import checkpoint, factory
@@ -251,6 +252,7 @@ class RewardTrainer:
         metrics: dict[str, float] = {}
         bar = tqdm(range(done + 1, total_steps + 1), desc=self.name, initial=done, total=total_steps, mininterval=2)
         for step in bar:
+            launch.follow_threads()
             metrics = self._step(examples, step)
             self.steps(step, metrics)
             bar.set_postfix(loss=f"{metrics[f'{self.name}_loss']:.3f}")

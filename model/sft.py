@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from data.formatting import r1_zero_prompt
+from infra import launch
 from infra.config import knob
 from infra.steplog import StepLog
 from model import checkpoint
@@ -136,6 +137,7 @@ class SFTTrainer:
         metrics: dict[str, float] = {}
         bar = tqdm(range(done + 1, total + 1), desc="sft", initial=done, total=total, mininterval=2)
         for step in bar:
+            launch.follow_threads()
             metrics = self._step(examples, step)
             self.steps(step, metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")

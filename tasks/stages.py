@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from infra.launch import THREADS_ENV
 from infra.proc import stream, tool_env
 
 # Training stages resume from their checkpoints, so retrying them is cheap.
@@ -22,12 +23,14 @@ TRAINING_STAGES = {"base", "r1_zero", "sft_cold", "reasoning_rl", "sft", "reward
 PARENT_RUN_ENV = "R1FLOW_PARENT_RUN_ID"
 
 
-def stage_env(parent_run_id: str | None, tracking_uri: str, threads: int | None = None) -> dict[str, str]:
+def stage_env(parent_run_id: str | None, tracking_uri: str, threads_file: str | None = None) -> dict[str, str]:
     """Environment for a stage subprocess: project tools on PATH, the MLflow parent run, and
-    ``threads`` CPU threads (stages running side by side share the cores)."""
+    the file holding its CPU thread allotment (stages running side by side share the cores;
+    see ``infra.launch.follow_threads``)."""
     extra = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
-    if threads:
-        extra["OMP_NUM_THREADS"] = str(threads)
+    if threads_file:
+        extra[THREADS_ENV] = threads_file
+        extra["OMP_NUM_THREADS"] = Path(threads_file).read_text().strip()
     if parent_run_id:
         extra[PARENT_RUN_ENV] = parent_run_id
     env = tool_env(extra)
@@ -38,14 +41,14 @@ def stage_env(parent_run_id: str | None, tracking_uri: str, threads: int | None 
 
 @task(task_run_name="{stage}", retry_delay_seconds=5)
 def run_stage(stage: str, workspace: str, parent_run_id: str | None, tracking_uri: str,
-              force: bool = False, threads: int | None = None) -> dict:
+              force: bool = False, threads_file: str | None = None) -> dict:
     """Reproduce ``stage`` (``NAME`` or ``NAME@ITEM``) in ``workspace``, streaming its output;
     returns its metrics.json. ``force`` runs it even when DVC considers it up to date."""
     logger = get_run_logger()
     # DVC holds its repo lock only around bookkeeping, so stages of one workspace run side by side.
     cmd = ["dvc", "--wait-for-lock", "repro", "--single-item", stage] + (["--force"] if force else [])
     stream(cmd, cwd=workspace,
-           env=stage_env(parent_run_id, tracking_uri, threads), on_line=logger.info)
+           env=stage_env(parent_run_id, tracking_uri, threads_file), on_line=logger.info)
     metrics_path = Path(workspace) / "artifacts" / stage.replace("@", "/") / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
 

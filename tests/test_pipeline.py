@@ -107,3 +107,32 @@ def test_a_failed_stage_stops_its_dependents_and_the_rest_finishes(tmp_path):
     assert result.startswith("RESULT failed") and "a" in result
     assert not (project / "out" / "c.json").exists()  # downstream of the failure: never started
     assert (project / "out" / "b_x.json").exists()  # already running when a failed: finished
+
+
+def test_cores_go_first_to_the_stages_heading_the_longest_chains():
+    from flows.pipeline import allot, heights
+
+    graph = {"base": [], "student": [], "rl": ["base"], "sft": ["rl"], "report": ["sft", "student"]}
+    assert heights(graph) == {"base": 4, "rl": 3, "sft": 2, "student": 2, "report": 1}
+    assert allot(["base"], 2) == {"base": 2}
+    assert allot(["base", "student"], 3) == {"base": 2, "student": 1}
+    assert allot(["a", "b", "c"], 2) == {"a": 1, "b": 1, "c": 1}  # never below one
+
+
+def test_a_stage_follows_its_thread_allotment(tmp_path, monkeypatch):
+    import torch
+
+    from infra import launch
+
+    before = torch.get_num_threads()
+    allotment = tmp_path / "stage"
+    allotment.write_text("1\n")
+    monkeypatch.setenv(launch.THREADS_ENV, str(allotment))
+    try:
+        assert launch.follow_threads() == 1 and torch.get_num_threads() == 1
+        allotment.write_text("2\n")
+        stamp = allotment.stat().st_mtime_ns + 1_000_000_000
+        os.utime(allotment, ns=(stamp, stamp))  # a rewrite within the clock's resolution
+        assert launch.follow_threads() == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
