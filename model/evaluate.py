@@ -4,8 +4,8 @@ For each problem, k completions are sampled at temperature 0.6, top-p 0.95:
 - ``pass@1`` = mean over problems of the share of the k that are correct;
 - ``cons@k`` = correctness of the majority-vote answer (ties: first seen);
 - ``greedy`` = correctness of the temperature-0 completion;
-plus mean completion length (tokens), reflection rate and format rate over the
-sampled completions. Correctness is the shared ``accuracy`` reward, or ``code``
+plus mean completion length (tokens), reflection, mixing, format (R1-Zero tags) and readable
+(``<think>`` + ``\\boxed`` summary) rates over the sampled completions. Correctness is the shared ``accuracy`` reward, or ``code``
 for rows with unit tests.
 """
 
@@ -103,6 +103,7 @@ def evaluate(model, tokenizer, rows: list[dict], protocol: Protocol, reflection_
     greedy_texts, _ = sample(model, tokenizer, rows, n=1, temperature=0.0, protocol=protocol)
     greedy = correctness(rows, greedy_texts)
     fmt = get_reward("format")(texts)
+    readable = get_reward("readable_format")(texts)
     return {
         "pass@1": sum(correct) / len(correct),
         "cons@k": consensus(rows, texts, correct, k),
@@ -111,6 +112,7 @@ def evaluate(model, tokenizer, rows: list[dict], protocol: Protocol, reflection_
         "reflection_rate": reflection_rate(texts, reflection_phrases),
         "mixing_rate": mixing_rate(texts),
         "format_rate": sum(fmt) / len(fmt),
+        "readable_rate": sum(readable) / len(readable),
         "n": len(rows),
         "k": k,
     }

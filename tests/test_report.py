@@ -13,7 +13,7 @@ from conftest import run_cli
 
 def _metrics(pass1: float, mixing: float = 0.0) -> dict:
     return {"pass@1": pass1, "cons@k": pass1 + 0.05, "greedy": pass1, "mean_length": 30.0,
-            "reflection_rate": 0.0, "mixing_rate": mixing, "format_rate": 1.0, "n": 10, "k": 4}
+            "reflection_rate": 0.0, "mixing_rate": mixing, "format_rate": 1.0, "readable_rate": 0.0, "n": 10, "k": 4}
 
 
 def _write_eval(project: Path, model: str, pass1: float, mixing: float = 0.0) -> None:
@@ -50,7 +50,7 @@ def test_report_states_each_finding_with_its_numbers(tmp_path):
     assert "Not evaluated: r1." in report
     metrics = json.loads((out / "metrics.json").read_text())
     assert [metrics[f"finding{i}/holds"] for i in range(1, 5)] == [1, 1, 0, 1]
-    assert "| reasoning_rl | 30.0 | 0.0 | 20.0 | 100.0 |" in report  # behaviour: length, rates in %
+    assert "| reasoning_rl | 30.0 | 0.0 | 20.0 | 100.0 | 0.0 |" in report  # behaviour: length, rates in %
     assert metrics["missing_models"] == 1
     assert (out / "plots" / "reward.png").stat().st_size > 1000
     html = (out / "report.html").read_text()

@@ -9,7 +9,7 @@ early models are evaluated while later ones still train; it writes
 ``artifacts/evaluate/MODEL/metrics.json``. Without an item (``r1flow stage evaluate``)
 every model is evaluated into ``artifacts/evaluate/metrics.json``. Either way the file is
 shaped ``{model: {benchmark: {"pass@1", "cons@k", "greedy", "mean_length",
-"reflection_rate", "mixing_rate", "format_rate", "n", "k"}}}``, with a Markdown table
+"reflection_rate", "mixing_rate", "format_rate", "readable_rate", "n", "k"}}}``, with a Markdown table
 beside it in ``table.md``.
 
 One CPU rank:  r1flow stage evaluate@r1_zero   (or r1flow stage evaluate)

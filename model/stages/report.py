@@ -115,16 +115,16 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-BEHAVIOUR = ("mean_length", "reflection_rate", "mixing_rate", "format_rate")
+BEHAVIOUR = ("mean_length", "reflection_rate", "mixing_rate", "format_rate", "readable_rate")
 
 
 def behaviour_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the behaviour table: per model, each :data:`BEHAVIOUR` key averaged
     over the benchmarks (length in tokens, rates in %)."""
-    header = ["model", "response length", "reflection %", "mixing %", "format %"]
+    header = ["model", "response length", "reflection %", "mixing %", "R1-Zero format %", "readable format %"]
     rows = []
     for model, r in results.items():
-        means = [sum(v[key] for v in r.values()) / len(r) for key in BEHAVIOUR]
+        means = [sum(v.get(key, 0.0) for v in r.values()) / len(r) for key in BEHAVIOUR]
         rows.append([model, f"{means[0]:.1f}", *[f"{100 * m:.1f}" for m in means[1:]]])
     return header, rows
 
