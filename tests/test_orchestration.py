@@ -133,7 +133,7 @@ def test_lineage_branches_are_distinct_and_hold_the_overrides(served, ui_runs):
         locks.append(yaml.safe_load(_branch_file(project, branch, "dvc.lock")))
         # No shared-file damage: every output in the run's workspace still matches its lock.
         workspace = project / ".r1flow" / "workspaces" / branch.removeprefix("runs/")
-        status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=workspace, capture_output=True,
+        status = subprocess.run([sys.executable, "-m", "dvc", "status", *STAGES], cwd=workspace, capture_output=True,
                                 text=True, env=served["env"])
         assert "up to date" in status.stdout, status.stdout + status.stderr
     models = [lock["stages"]["r1_zero"]["outs"] for lock in locks]
