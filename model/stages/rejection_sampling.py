@@ -53,35 +53,45 @@ FILTERS = ("readable", "correct", "single_language", "pass_rate", "duplicate", "
 
 
 @dataclass
-class RejectionSamplingConfig:
+class SamplingArgs:
+    """What rejection sampling and the distillation traces share: sample a model on train
+    prompts (plus optional files) and keep the good completions (:data:`FILTERS`)."""
+
     model: str = knob("artifacts/reasoning_rl/model", "Model sampled: the converged reasoning-RL checkpoint.")
     dataset: str = knob("synthetic", "Train prompts sampled (see data/tasks.py).")
-    dataset_size: int = knob(512, "Prompts sampled (~550 rows in the mix: the sft stage's ~45 s budget on one thread).")
+    dataset_size: int = knob(512, "Prompts sampled.")
     mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Family shares when dataset is synthetic.")
     samples_per_prompt: int = knob(4, "N, completions sampled per prompt.")
     temperature: float = knob(0.7, "Sampling temperature: diverse yet mostly on-policy samples.")
     top_p: float = knob(0.95, "Nucleus sampling.")
-    max_new_tokens: int = knob(96, "Longest sample in tokens.")
+    max_new_tokens: int = knob(96, "Longest sample in tokens (a cut sample fails the readable filter).")
     batch_size: int = knob(256, "Sequences generated per batch.")
     files: list = knob([], "JSONL files of extra candidates (prompt, completion, answer, source), filtered alike.")
     language: str = knob("en", "The one language the reasoning must be written in.")
     min_pass_rate: float = knob(0.0, "Keep prompts whose pass rate is above this (exclusive).")
     max_pass_rate: float = knob(1.0, "... and at most this; < 1 drops prompts the model always solves.")
     keep_per_prompt: int = knob(2, "Distinct samples kept per prompt at most.")
-    general_share: float = knob(0.25, "Share of general (non-reasoning) rows in the mix (paper: ~200k of ~800k).")
-    unsafe_share: float = knob(0.2, "Share of the general rows that refuse an unsafe request.")
-    seed: int = knob(0, "Seed for prompts, sampling and the general rows.")
+    seed: int = knob(0, "Seed for prompts and sampling.")
 
     def __post_init__(self):
         if not 0.0 <= self.min_pass_rate < self.max_pass_rate <= 1.0:
             raise ValueError(f"need 0 <= min_pass_rate < max_pass_rate <= 1, got "
                              f"({self.min_pass_rate}, {self.max_pass_rate}]")
-        if not 0.0 <= self.general_share < 1.0:
-            raise ValueError(f"general_share must be in [0, 1), got {self.general_share}")
         if min(self.dataset_size, self.samples_per_prompt, self.keep_per_prompt) < 1:
             raise ValueError("dataset_size, samples_per_prompt and keep_per_prompt must be >= 1")
         if not self.model and not self.files:
             raise ValueError("no candidates: set model (to sample) or files (to read)")
+
+
+@dataclass
+class RejectionSamplingConfig(SamplingArgs):
+    general_share: float = knob(0.25, "Share of general (non-reasoning) rows in the mix (paper: ~200k of ~800k).")
+    unsafe_share: float = knob(0.2, "Share of the general rows that refuse an unsafe request.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.general_share < 1.0:
+            raise ValueError(f"general_share must be in [0, 1), got {self.general_share}")
 
 
 def candidates(cfg) -> list[dict]:
@@ -129,7 +139,7 @@ def _cap(rows: list[dict], k: int) -> tuple[list[dict], int]:
     return kept, len(rows) - len(kept)
 
 
-def select(rows: list[dict], rates: dict[str, float], cfg: RejectionSamplingConfig) -> tuple[list[dict], dict]:
+def select(rows: list[dict], rates: dict[str, float], cfg: SamplingArgs) -> tuple[list[dict], dict]:
     """Apply :data:`FILTERS` in order; returns the kept rows and ``{filter: rows removed}``."""
     language = get_reward("language_consistency")
     steps = {

@@ -36,31 +36,10 @@ NAME = "traces"
 
 
 @dataclass
-class TracesConfig:
+class TracesConfig(rejection_sampling.SamplingArgs):
     model: str = knob("artifacts/all_scenario_rl/model", "Teacher: the final R1 model; empty = files only.")
-    dataset: str = knob("synthetic", "Prompts the teacher answers (see data/tasks.py).")
     dataset_size: int = knob(600, "Prompts sampled (x 4 samples: ~13 s for a base-sized teacher on one CPU thread).")
-    mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Family shares when dataset is synthetic.")
-    samples_per_prompt: int = knob(4, "k, traces sampled per prompt.")
-    temperature: float = knob(0.7, "Sampling temperature of the teacher.")
     top_p: float = knob(1.0, "Nucleus sampling (1 = off: the temperature alone sets the diversity).")
-    max_new_tokens: int = knob(96, "Longest trace in tokens (a cut trace fails the readable filter).")
-    batch_size: int = knob(256, "Sequences generated per batch.")
-    language: str = knob("en", "The one language the reasoning must be written in.")
-    min_pass_rate: float = knob(0.0, "Keep prompts whose teacher pass rate is above this (exclusive).")
-    max_pass_rate: float = knob(1.0, "... and at most this (1 = keep prompts the teacher always solves).")
-    keep_per_prompt: int = knob(2, "Distinct correct traces kept per prompt at most.")
-    files: list = knob([], "JSONL files of extra trace candidates (prompt, completion, answer, source).")
-    seed: int = knob(0, "Seed for prompts and sampling.")
-
-    def __post_init__(self):
-        if not self.model and not self.files:
-            raise ValueError("no traces: set model (a teacher to sample) or files (to read)")
-        if min(self.dataset_size, self.samples_per_prompt, self.keep_per_prompt) < 1:
-            raise ValueError("dataset_size, samples_per_prompt and keep_per_prompt must be >= 1")
-        if not 0.0 <= self.min_pass_rate < self.max_pass_rate <= 1.0:
-            raise ValueError(f"need 0 <= min_pass_rate < max_pass_rate <= 1, got "
-                             f"({self.min_pass_rate}, {self.max_pass_rate}]")
 
 
 def run(cfg: TracesConfig) -> dict:
