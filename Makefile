@@ -10,6 +10,12 @@ export OMP_NUM_THREADS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export HF_HUB_OFFLINE ?= 1
+# The real benchmark files: ../shared/data beside the checkout, resolved once to an absolute
+# path so that every subprocess and run workspace (git worktrees, test copies) finds the same.
+SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export R1FLOW_SHARED_DATA ?= $(SHARED_DATA)
+endif
 
 .PHONY: setup run test clean
 

@@ -65,7 +65,7 @@ def r1flow(steps: int, prompts: list[str], micro_batch: int) -> dict:
     model = build_model("124m", dtype=torch.bfloat16)
     model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
     rows = [{"prompt": p, "answer": "0"} for p in prompts]
-    args = GRPOArgs(steps=steps, prompts_per_step=32, group_size=8, beta=0.0, mu=1, max_new_tokens=256,
+    args = GRPOArgs(steps=steps, prompts_per_step=32, num_generations=8, beta=0.0, num_iterations=1, max_completion_length=256,
                     temperature=1.0, rewards={REWARD: 1.0}, micro_batch=micro_batch, checkpoint_every=0,
                     sample_every=0)
     out = tempfile.mkdtemp(prefix="grpo_bench_")

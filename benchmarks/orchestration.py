@@ -26,7 +26,7 @@ SMALL = {
     "base": {"corpus_size": 300, "max_steps": 6, "batch_size": 16, "micro_batch": 8, "warmup_steps": 2,
              "vocab_size": 300, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
              "intermediate_size": 64},
-    "r1_zero": {"steps": 6, "prompts_per_step": 4, "group_size": 4, "micro_batch": 16, "max_new_tokens": 12,
+    "r1_zero": {"steps": 6, "prompts_per_step": 4, "num_generations": 4, "micro_batch": 16, "max_completion_length": 12,
                 "dataset": "arithmetic", "dataset_size": 64},
     "evaluate": {"benchmarks": ["arithmetic_test"], "limit": 6, "k": 2, "max_new_tokens": 12},
 }

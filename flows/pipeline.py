@@ -38,7 +38,7 @@ PARAMETER_KEYS = {
     "base_model": [("base", "model")],
     "pretrain_steps": [("base", "max_steps")],
     "dataset": [(stage, "dataset") for stage in SAMPLING_STAGES],
-    "group_size": [(stage, "group_size") for stage in GRPO_STAGES],
+    "num_generations": [(stage, "num_generations") for stage in GRPO_STAGES],
     "learning_rate": [(stage, "lr") for stage in GRPO_STAGES],
     "rl_steps": [("r1_zero", "steps")],
     "seed": [(stage, "seed") for stage in SEEDED_STAGES],
@@ -143,7 +143,7 @@ def _run(graph: dict[str, list[str]], wanted: list[str], workspace: str, parent_
 def r1_pipeline(
     base_model: str | None = None,
     dataset: str | None = None,
-    group_size: int | None = None,
+    num_generations: int | None = None,
     learning_rate: float | None = None,
     rl_steps: int | None = None,
     pretrain_steps: int | None = None,
@@ -157,7 +157,7 @@ def r1_pipeline(
         base_model: Hugging Face causal LM (hub id or path) to start from; empty = the tiny default.
         dataset: prompt set of every RL and sampling stage: synthetic, arithmetic, countdown, gsm8k,
             math500, a file, a hub id.
-        group_size: G, completions per prompt in every GRPO stage.
+        num_generations: G, completions per prompt in every GRPO stage.
         learning_rate: learning rate of every GRPO stage.
         rl_steps: GRPO steps of r1_zero.
         pretrain_steps: optimizer steps of the tiny base model.
@@ -169,7 +169,7 @@ def r1_pipeline(
     logger = get_run_logger()
     # The flow-run name plus 8 characters of its id: unique even if two runs share a name.
     run_name = f"{flow_run.name}-{str(flow_run.id)[:8]}" if flow_run.id else "local"
-    overrides = _overrides(base_model=base_model, dataset=dataset, group_size=group_size,
+    overrides = _overrides(base_model=base_model, dataset=dataset, num_generations=num_generations,
                            learning_rate=learning_rate, rl_steps=rl_steps,
                            pretrain_steps=pretrain_steps, seed=seed)
     for stage, values in (params or {}).items():

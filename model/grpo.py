@@ -8,9 +8,23 @@ For each prompt q, G completions o_1..o_G are sampled from the rollout policy
     D_KL  = π_ref/π_θ - log(π_ref/π_θ) - 1          (k3 estimator, per token, eq. 2)
     J     = mean_i [ mean_t min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β D_KL ]  (eq. 1)
 
-and the loss is -J. The paper averages over each sequence's tokens, then over
-sequences (``loss_type="grpo"``); ``dr_grpo`` divides the token sum by
-G x max length and ``dapo`` by the number of tokens in the batch (token-level).
+and the loss is -J. Knobs take TRL's ``GRPOConfig`` names: G is ``num_generations``, μ
+``num_iterations``, ε ``epsilon`` (``epsilon_high`` for the upper bound), β ``beta``.
+
+Loss variants (``loss_type``) and what each leaves out:
+- ``grpo`` (the paper): mean over each sequence's tokens, then over sequences. Every
+  sequence weighs the same, so a token of a long answer counts less than one of a short
+  answer: the length bias Dr. GRPO points out (Liu et al. 2025, section 3.1).
+- ``dr_grpo``: token sum divided by G x ``max_completion_length``, a constant, so no length
+  bias; it leaves out the per-sequence average. Use with ``scale_rewards="none"`` for the
+  full Dr. GRPO (no std division: no difficulty bias either).
+- ``dapo``: token sum divided by the number of completion tokens in the whole batch (all
+  ranks, all micro-batches): token-level, as DAPO (Yu et al. 2025, eq. 8). With
+  ``epsilon_high`` > ``epsilon`` it is DAPO's clip-higher; dynamic sampling and the overlong
+  penalty are left out.
+
+``scale_rewards`` (TRL's knob): ``group`` divides advantages by the group's std (eq. 3),
+``batch`` by the std of the whole step's rewards, ``none`` leaves them unscaled (Dr. GRPO).
 
 Departures from the paper, on purpose:
 - std is the unbiased sample std plus 1e-4 (TRL's choice), so a group whose
@@ -52,6 +66,7 @@ from model.rollout import completion_logprobs, decode_completions, generate, lef
 log = logging.getLogger(__name__)
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+SCALE_REWARDS = ("group", "batch", "none")
 DEFAULT_REFLECTION = ["wait", "re-check", "recheck", "let me verify", "let me check", "подожди"]
 
 
@@ -61,15 +76,17 @@ class GRPOArgs:
 
     steps: int = knob(100, "Optimizer steps; each samples a fresh batch of prompts.")
     prompts_per_step: int = knob(16, "Prompts per step, all ranks together (paper: 32).")
-    group_size: int = knob(8, "G, completions per prompt (paper: 16).")
+    num_generations: int = knob(8, "G, completions per prompt (paper: 16).")
     epsilon: float = knob(0.2, "ε, clip range of the ratio (paper: 10 for R1-Zero).")
+    epsilon_high: float = knob(0.0, "Upper clip bound 1+ε_high (DAPO's clip-higher, e.g. 0.28); 0 = same as epsilon.")
     beta: float = knob(0.001, "β, weight of the k3 KL to the reference (paper: 0.001).")
-    mu: int = knob(1, "μ, policy updates per batch of rollouts (paper: 1).")
+    num_iterations: int = knob(1, "μ, policy updates per batch of rollouts (paper: 1).")
     ref_refresh_steps: int = knob(400, "Replace the reference by the policy every N steps (paper: 400); 0 = never.")
     loss_type: str = knob("grpo", "grpo (per-sequence mean, the paper) | dr_grpo | dapo (token-level).")
+    scale_rewards: str = knob("group", "Advantage scaling: group (divide by the group std, eq. 3) | batch | none (Dr. GRPO).")
     temperature: float = knob(1.0, "Rollout sampling temperature (paper: 1.0).")
     top_p: float = knob(1.0, "Rollout nucleus sampling.")
-    max_new_tokens: int = knob(96, "Longest completion in tokens.")
+    max_completion_length: int = knob(96, "Longest completion in tokens.")
     rewards: dict = knob({"accuracy": 1.0, "format": 0.5}, "Reward name -> weight; the sum is r_i.")
     lr: float = knob(2e-4, "AdamW learning rate.")
     warmup_steps: int = knob(0, "Linear warmup steps.")
@@ -84,11 +101,17 @@ class GRPOArgs:
     def __post_init__(self):
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type {self.loss_type!r}: choose from {LOSS_TYPES}")
-        if self.group_size < 2:
-            raise ValueError(f"group_size must be >= 2 for group-relative advantages, got {self.group_size}")
-        batch = self.prompts_per_step * self.group_size
+        if isinstance(self.scale_rewards, bool):  # TRL < 0.22 took a bool
+            self.scale_rewards = "group" if self.scale_rewards else "none"
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise ValueError(f"scale_rewards {self.scale_rewards!r}: choose from {SCALE_REWARDS}")
+        if self.epsilon_high and self.epsilon_high < self.epsilon:
+            raise ValueError(f"epsilon_high ({self.epsilon_high}) must be >= epsilon ({self.epsilon}), or 0 for the same")
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 for group-relative advantages, got {self.num_generations}")
+        batch = self.prompts_per_step * self.num_generations
         if batch % self.micro_batch:
-            raise ValueError(f"prompts_per_step x group_size ({batch}) must be a multiple of micro_batch ({self.micro_batch})")
+            raise ValueError(f"prompts_per_step x num_generations ({batch}) must be a multiple of micro_batch ({self.micro_batch})")
         for name in self.rewards:
             try:
                 get_reward(name)
@@ -96,10 +119,22 @@ class GRPOArgs:
                 raise ValueError(f"rewards: {err.args[0]}") from None
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
-    """(r - group mean) / (group std + eps); rewards (B,) ordered group by group."""
-    r = rewards.view(-1, group_size)
-    return ((r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + eps)).view(-1)
+def group_advantages(rewards: torch.Tensor, num_generations: int, eps: float = 1e-4,
+                     scale_rewards: str = "group") -> torch.Tensor:
+    """(r - group mean) / (std + eps); rewards (B,) ordered group by group, B = groups x G.
+
+    ``scale_rewards``: ``group`` takes the std of each group (eq. 3), ``batch`` the std of
+    all B rewards, ``none`` divides by nothing (Dr. GRPO). Raises ValueError for another value.
+    """
+    r = rewards.view(-1, num_generations)
+    centred = r - r.mean(dim=1, keepdim=True)
+    if scale_rewards == "group":
+        return (centred / (r.std(dim=1, keepdim=True) + eps)).view(-1)
+    if scale_rewards == "batch":
+        return (centred / (rewards.std() + eps)).view(-1)
+    if scale_rewards == "none":
+        return centred.view(-1)
+    raise ValueError(f"scale_rewards {scale_rewards!r}: choose from {SCALE_REWARDS}")
 
 
 def grpo_loss(
@@ -111,6 +146,7 @@ def grpo_loss(
     *,
     epsilon: float,
     beta: float,
+    epsilon_high: float | None = None,
     loss_type: str = "grpo",
     max_completion_length: int | None = None,
     normalizer: float | None = None,
@@ -121,12 +157,14 @@ def grpo_loss(
     completion tokens, advantages (B,). ``normalizer`` is the denominator over
     the *whole* batch when this is one micro-batch of it (sequences for grpo,
     sequences x max length for dr_grpo, tokens for dapo); None = this batch's own.
-    Returns the loss and detached per-token stats (kl, clipped) for logging.
+    The ratio is clipped to [1 - epsilon, 1 + epsilon_high] (``epsilon_high`` None or 0 =
+    ``epsilon``). Returns the loss and detached per-token stats (kl, clipped) for logging.
     """
+    high = epsilon_high or epsilon
     mask = mask.to(new_logps.dtype)
     ratio = torch.exp(new_logps - old_logps)
     adv = advantages[:, None]
-    surrogate = torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv)
+    surrogate = torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + high) * adv)
     per_token = -surrogate
     kl = torch.zeros_like(per_token)
     if beta and ref_logps is not None:
@@ -145,7 +183,7 @@ def grpo_loss(
         denom = normalizer if normalizer is not None else mask.sum().clamp(min=1)
     else:
         raise ValueError(f"loss_type {loss_type!r}: choose from {LOSS_TYPES}")
-    clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
+    clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + high) & (adv > 0))
     stats = {"kl": kl.detach(), "clipped": clipped.detach().to(mask.dtype), "ratio": ratio.detach()}
     return total / denom, stats
 
@@ -234,7 +272,7 @@ class GRPOTrainer:
         if self.args.prompts_per_step % world:
             raise ValueError(f"prompts_per_step ({self.args.prompts_per_step}) must divide by world size {world}")
         prompts = self.args.prompts_per_step // world
-        return prompts, prompts * self.args.group_size
+        return prompts, prompts * self.args.num_generations
 
     def train(self) -> dict[str, float]:
         """Run to ``args.steps`` (resuming from the last checkpoint); returns the last step's metrics."""
@@ -288,13 +326,13 @@ class GRPOTrainer:
 
     def rollout(self, step: int):
         """Sample G completions for this step's prompts; returns (rollout, texts, row indices)."""
-        a, G = self.args, self.args.group_size
+        a, G = self.args, self.args.num_generations
         chosen = [i for i in self._sample_prompts(step) for _ in range(G)]  # group by group
         prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in chosen], self.tokenizer.pad_token_id)
         generator = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 101 + launch.rank())
         rollout = generate(
             self.engine.module, prompt_ids.to(self.engine.device), prompt_mask.to(self.engine.device),
-            max_new_tokens=a.max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
+            max_new_tokens=a.max_completion_length, eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id, temperature=a.temperature, top_p=a.top_p,
             generator=generator if self.engine.device.type == "cpu" else None,
         )
@@ -308,11 +346,11 @@ class GRPOTrainer:
         t_rollout = time.perf_counter() - t0
         columns = {k: [self.rows[i].get(k) for i in chosen] for k in self.columns}
         rewards, per_reward = score(texts, columns, a.rewards)
-        advantages = group_advantages(rewards, a.group_size).to(self.engine.device)
+        advantages = group_advantages(rewards, a.num_generations, scale_rewards=a.scale_rewards).to(self.engine.device)
         stats = self._optimize(rollout, advantages)
         mask = rollout.completion_mask
         elapsed = time.perf_counter() - t0
-        groups = rewards.view(-1, a.group_size)
+        groups = rewards.view(-1, a.num_generations)
         metrics = {
             "reward": float(rewards.mean()),
             "reward_std": float(groups.std(dim=1).mean()),
@@ -348,16 +386,16 @@ class GRPOTrainer:
         if self.ref is not None:
             with torch.no_grad():
                 ref = torch.cat([completion_logprobs(self.ref, seqs[s], attn[s], start, a.temperature) for s in micro])
-        normalizer = {"grpo": B, "dr_grpo": B * a.max_new_tokens, "dapo": float(mask.sum().clamp(min=1))}[a.loss_type]
+        normalizer = {"grpo": B, "dr_grpo": B * a.max_completion_length, "dapo": float(mask.sum().clamp(min=1))}[a.loss_type]
         engine.train()
         sums = {"kl": 0.0, "clipped": 0.0, "entropy": 0.0, "ratio_dev": 0.0, "loss": 0.0}
         grad_norm = 0.0
-        for it in range(a.mu):
+        for it in range(a.num_iterations):
             for s in micro:
                 new, entropy = completion_logprobs(engine, seqs[s], attn[s], start, a.temperature, with_entropy=True)
                 loss, st = grpo_loss(new, old[s], None if ref is None else ref[s], advantages[s], mask[s],
-                                     epsilon=a.epsilon, beta=a.beta, loss_type=a.loss_type,
-                                     max_completion_length=a.max_new_tokens, normalizer=normalizer)
+                                     epsilon=a.epsilon, epsilon_high=a.epsilon_high, beta=a.beta, loss_type=a.loss_type,
+                                     max_completion_length=a.max_completion_length, normalizer=normalizer)
                 # DeepSpeed divides by gradient_accumulation_steps (= len(micro)); undo it so
                 # the micro-batch losses add up to the loss of the whole batch.
                 engine.backward(loss * len(micro))
@@ -379,7 +417,7 @@ class GRPOTrainer:
         """Append the first completion of a few groups to samples.jsonl (for MLflow tables)."""
         import json
 
-        G = self.args.group_size
+        G = self.args.num_generations
         with (self.out_dir / "samples.jsonl").open("a") as f:
             for i in range(0, min(len(texts), 4 * G), G):
                 row = self.rows[chosen[i]]

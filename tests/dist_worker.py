@@ -30,7 +30,7 @@ def main(model_dir: str, out_dir: str) -> None:
     torch.manual_seed(0)
     model, tok = factory.load_model(model_dir), factory.load_tokenizer(model_dir)
     initial = digest(model)
-    args = GRPOArgs(steps=2, prompts_per_step=4, group_size=4, micro_batch=4, max_new_tokens=10,
+    args = GRPOArgs(steps=2, prompts_per_step=4, num_generations=4, micro_batch=4, max_completion_length=10,
                     rewards={"_length": 1.0}, beta=0.04, lr=1e-3, checkpoint_every=0, sample_every=0)
     rows = make_rows("arithmetic", "train", 32)
     trainer = GRPOTrainer(model, tok, rows, args, Path(out_dir) / f"rank{launch.rank()}")

@@ -15,7 +15,7 @@ CANDIDATES = "candidates.jsonl"
 _TINY = {"vocab_size": 300, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1,
          "intermediate_size": 64}
 _SFT = {"max_steps": 2, "batch_size": 8, "micro_batch": 8, "warmup_steps": 1, "checkpoint_every": 0}
-_GRPO = {"steps": 8, "prompts_per_step": 4, "group_size": 4, "micro_batch": 16, "max_new_tokens": 12,
+_GRPO = {"steps": 8, "prompts_per_step": 4, "num_generations": 4, "micro_batch": 16, "max_completion_length": 12,
          "dataset": "arithmetic", "dataset_size": 64, "checkpoint_every": 2, "sample_every": 4}
 _SAMPLE = {"dataset": "arithmetic", "dataset_size": 8, "samples_per_prompt": 2, "max_new_tokens": 12,
            "files": [CANDIDATES]}

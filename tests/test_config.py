@@ -20,12 +20,12 @@ def test_section_then_overrides(tmp_path):
     path = _params(tmp_path, "r1_zero:\n  steps: 7\n  lr: 0.01\n")
     cfg = load_stage_config(R1ZeroConfig, "r1_zero", path, ["lr=2e-4", "rewards={accuracy: 1.0}"])
     assert cfg.steps == 7 and cfg.lr == 2e-4 and cfg.rewards == {"accuracy": 1.0}
-    assert cfg.group_size == GRPOArgs().group_size  # untouched default
+    assert cfg.num_generations == GRPOArgs().num_generations  # untouched default
 
 
 def test_unknown_key_names_key_and_suggests(tmp_path):
-    path = _params(tmp_path, "r1_zero:\n  group_szie: 4\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'group_szie' \(did you mean 'group_size'\?\)"):
+    path = _params(tmp_path, "r1_zero:\n  num_generatoins: 4\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'num_generatoins' \(did you mean 'num_generations'\?\)"):
         load_stage_config(R1ZeroConfig, "r1_zero", path)
 
 
@@ -48,7 +48,7 @@ def test_post_init_checks_say_what_to_change():
     with pytest.raises(ConfigError, match="loss_type 'ppo'"):
         build_config(GRPOArgs, {"loss_type": "ppo"})
     with pytest.raises(ConfigError, match="must be a multiple of micro_batch"):
-        build_config(GRPOArgs, {"prompts_per_step": 3, "group_size": 3, "micro_batch": 4})
+        build_config(GRPOArgs, {"prompts_per_step": 3, "num_generations": 3, "micro_batch": 4})
     with pytest.raises(ConfigError, match="unknown reward 'speed'"):
         build_config(GRPOArgs, {"rewards": {"speed": 1.0}})
     with pytest.raises(ConfigError, match="mix: unknown task families"):

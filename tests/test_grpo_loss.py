@@ -42,7 +42,7 @@ def _reference_loss(new, old, ref, mask, adv, eps, beta):
 
 def test_group_advantages_match_eq3():
     rewards = torch.tensor([1.0, 0.0, 0.5, 1.0, 1.0, 0.0], dtype=torch.float64)
-    adv = group_advantages(rewards, group_size=3)
+    adv = group_advantages(rewards, num_generations=3)
     for g in range(2):
         group = [float(x) for x in rewards[3 * g: 3 * g + 3]]
         mean = sum(group) / 3
@@ -52,13 +52,13 @@ def test_group_advantages_match_eq3():
 
 
 def test_equal_rewards_give_zero_advantage():
-    assert torch.all(group_advantages(torch.ones(8), group_size=4) == 0)
+    assert torch.all(group_advantages(torch.ones(8), num_generations=4) == 0)
 
 
 @pytest.mark.parametrize("eps,beta", [(0.2, 0.04), (0.1, 0.0), (10.0, 0.001)])
 def test_loss_equals_float64_equations(eps, beta):
     new, old, ref, mask, rewards = _batch()
-    adv = group_advantages(rewards, group_size=3)
+    adv = group_advantages(rewards, num_generations=3)
     loss, _ = grpo_loss(new, old, ref, adv, mask, epsilon=eps, beta=beta)
     expected = _reference_loss(new.double(), old.double(), ref.double(), mask, adv.double(), eps, beta)
     assert loss.item() == pytest.approx(expected, abs=1e-6)
@@ -66,7 +66,7 @@ def test_loss_equals_float64_equations(eps, beta):
 
 def test_micro_batches_add_up_to_the_whole_batch():
     new, old, ref, mask, rewards = _batch(seed=3)
-    adv = group_advantages(rewards, group_size=3)
+    adv = group_advantages(rewards, num_generations=3)
     for loss_type in ("grpo", "dr_grpo", "dapo"):
         whole, _ = grpo_loss(new, old, ref, adv, mask, epsilon=0.2, beta=0.04, loss_type=loss_type,
                              max_completion_length=5)
@@ -81,7 +81,7 @@ def test_micro_batches_add_up_to_the_whole_batch():
 
 def test_token_level_variants_weight_long_sequences_more():
     new, old, ref, mask, rewards = _batch()
-    adv = group_advantages(rewards, group_size=3)
+    adv = group_advantages(rewards, num_generations=3)
     grpo, _ = grpo_loss(new, old, None, adv, mask, epsilon=0.2, beta=0.0, loss_type="grpo")
     dapo, _ = grpo_loss(new, old, None, adv, mask, epsilon=0.2, beta=0.0, loss_type="dapo")
     per_token = -torch.min((new - old).exp() * adv[:, None],
@@ -135,3 +135,41 @@ def test_mixing_rate_counts_reasoning_in_two_scripts():
              "<think> 3 + 4 = 7 , write 7 . итак 7 </think> <answer> 7 </answer>",
              "<think> 3 + 4 = 7 , пишем 7 . so 7 </think> the answer is 7"]
     assert mixing_rate(texts) == 0.5
+
+
+def test_scale_rewards_none_and_batch():
+    rewards = torch.tensor([1.0, 0.0, 0.5, 1.0, 1.0, 0.0], dtype=torch.float64)
+    centred = rewards.view(2, 3) - rewards.view(2, 3).mean(dim=1, keepdim=True)
+    assert torch.allclose(group_advantages(rewards, 3, scale_rewards="none"), centred.view(-1))
+    batch = group_advantages(rewards, 3, scale_rewards="batch")
+    assert torch.allclose(batch, centred.view(-1) / (rewards.std() + 1e-4))
+    assert not torch.allclose(batch, group_advantages(rewards, 3))  # groups have other stds
+    with pytest.raises(ValueError, match="scale_rewards"):
+        group_advantages(rewards, 3, scale_rewards="per_token")
+
+
+def test_epsilon_high_raises_only_the_upper_clip():
+    # One token, ratio 1.25: clipped by ε = 0.2 when the advantage is positive, not by ε_high = 0.28.
+    new, old = torch.tensor([[math.log(1.25)]]), torch.zeros(1, 1)
+    mask = torch.ones(1, 1)
+    pos, neg = torch.tensor([1.0]), torch.tensor([-1.0])
+    _, sym = grpo_loss(new, old, None, pos, mask, epsilon=0.2, beta=0.0)
+    _, high = grpo_loss(new, old, None, pos, mask, epsilon=0.2, epsilon_high=0.28, beta=0.0)
+    assert sym["clipped"].item() == 1 and high["clipped"].item() == 0
+    loss_high, _ = grpo_loss(new, old, None, pos, mask, epsilon=0.2, epsilon_high=0.28, beta=0.0)
+    assert loss_high.item() == pytest.approx(-1.25)
+    # The lower bound is untouched: ratio 0.75 with a negative advantage is clipped at 1 - ε either way.
+    low = torch.tensor([[math.log(0.75)]])
+    loss_low, st = grpo_loss(low, old, None, neg, mask, epsilon=0.2, epsilon_high=0.28, beta=0.0)
+    assert st["clipped"].item() == 1 and loss_low.item() == pytest.approx(0.8)
+
+
+def test_grpo_args_accept_trl_names_and_check_them():
+    from model.grpo import GRPOArgs
+
+    args = GRPOArgs(num_generations=4, num_iterations=2, max_completion_length=32, scale_rewards=False)
+    assert args.scale_rewards == "none"  # TRL's old bool form
+    with pytest.raises(ValueError, match="epsilon_high"):
+        GRPOArgs(epsilon=0.2, epsilon_high=0.1)
+    with pytest.raises(ValueError, match="scale_rewards"):
+        GRPOArgs(scale_rewards="tokens")

@@ -97,7 +97,7 @@ def test_grpo_draws_rows_only_from_their_from_step(tiny_base, tmp_path):
     from model.grpo import GRPOArgs, GRPOTrainer
 
     rows = make_rows("arithmetic", "train", 8) + [{**r, "from_step": 3} for r in general_prompts(24, seed=0)]
-    args = GRPOArgs(prompts_per_step=8, group_size=2, micro_batch=16, rewards={"format": 1.0})
+    args = GRPOArgs(prompts_per_step=8, num_generations=2, micro_batch=16, rewards={"format": 1.0})
     trainer = GRPOTrainer(factory.load_model(tiny_base), factory.load_tokenizer(tiny_base), rows, args, tmp_path)
     kinds = {step: {rows[i].get("kind") for i in trainer._sample_prompts(step)} for step in (1, 2, 3, 4)}
     assert kinds[1] == kinds[2] == {None} and "general" in kinds[3] and "general" in kinds[4]
@@ -177,7 +177,7 @@ def test_all_scenario_rl_adds_general_prompts_late(tiny_base, reward_models, tmp
     params = {"all_scenario_rl": {
         "model": str(tiny_base), "helpful_model": str(reward_models["helpful"]),
         "harmless_model": str(reward_models["harmless"]), "steps": 4, "general_from": 0.5,
-        "prompts_per_step": 4, "group_size": 4, "micro_batch": 16, "max_new_tokens": 12,
+        "prompts_per_step": 4, "num_generations": 4, "micro_batch": 16, "max_completion_length": 12,
         "dataset": "arithmetic", "dataset_size": 16, "general_size": 48, "checkpoint_every": 0, "sample_every": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run_cli(["stage", "all_scenario_rl"], tmp_path)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import shared_data
 from model.rewards import (
     REWARDS,
     answer_key,
@@ -34,13 +35,9 @@ from model.rewards.code import code, extract_code
 from model.rewards.format import format_reward
 from model.rewards.language import language_consistency
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def _read_jsonl(relative: str) -> list[dict]:
-    path = DATA / relative
-    if not path.exists():
-        pytest.skip(f"benchmark file {path} is not on this machine")
+    path = shared_data(relative)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -21,7 +21,7 @@ TINY = {
                 "vocab_size": 300, "checkpoint_every": 0},
     "traces": {"dataset": "arithmetic", "dataset_size": 4, "samples_per_prompt": 2, "max_new_tokens": 12},
     "distill": {"max_steps": 2, "batch_size": 8, "micro_batch": 8, "warmup_steps": 1, "checkpoint_every": 0},
-    "rl_student": {"steps": 2, "prompts_per_step": 2, "group_size": 4, "micro_batch": 8, "max_new_tokens": 12,
+    "rl_student": {"steps": 2, "prompts_per_step": 2, "num_generations": 4, "micro_batch": 8, "max_completion_length": 12,
                    "dataset": "arithmetic", "dataset_size": 16, "checkpoint_every": 0, "sample_every": 0},
 }
 

@@ -55,7 +55,7 @@ def test_sft_step_updates_every_parameter(tiny_base, tmp_path):
 
 
 def _grpo_args(**kw) -> GRPOArgs:
-    base = dict(steps=1, prompts_per_step=4, group_size=4, micro_batch=8, max_new_tokens=12,
+    base = dict(steps=1, prompts_per_step=4, num_generations=4, micro_batch=8, max_completion_length=12,
                 rewards={"_test_length": 1.0, "format": 0.5}, beta=0.04, lr=1e-3,
                 checkpoint_every=0, sample_every=0, seed=0)
     return GRPOArgs(**{**base, **kw})
