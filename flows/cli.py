@@ -4,6 +4,8 @@
     r1flow stage NAME [--params F] [--set key=value]    one stage in this checkout (what dvc.yaml calls)
     r1flow stage NAME@ITEM ...                          one item of a foreach stage (distill@s64)
     r1flow stage NAME --help                            its keys, defaults and meaning
+    r1flow launch NAME [--dry-run] [stage args]         a stage under its launcher (infra/launch.yaml;
+                                                        what dvc.yaml calls): DeepSpeed on GPUs
     r1flow serve [--limit N]                            serve the deployments (Prefect UI: Run button)
     r1flow reproduce MLFLOW_RUN_ID                      re-run a stage from its versioned inputs
     r1flow stages                                       list the stages
@@ -55,6 +57,28 @@ def run_stage(name: str, argv: list[str]) -> dict:
         return importlib.import_module(STAGES[name]).main(argv)
     except (ConfigError, DatasetError, DataQualityError) as err:
         raise SystemExit(f"r1flow stage {name}{'@' + item if item else ''}: {err}") from None
+
+
+def cmd_launch(argv: list[str]) -> None:
+    """Run a stage under the launcher infra/launch.yaml asks for (replacing this process)."""
+    import shlex
+
+    from infra import launch
+
+    parser = argparse.ArgumentParser(prog="r1flow launch", description=cmd_launch.__doc__)
+    parser.add_argument("stage", help="NAME or NAME@ITEM")
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        cmd, changes = launch.stage_command(args.stage, rest, launch.launch_settings())
+    except ValueError as err:
+        raise SystemExit(f"r1flow launch {args.stage}: {err}") from None
+    env = {k: v for k, v in os.environ.items() if changes.get(k, v) != ""}
+    env.update({k: v for k, v in changes.items() if v})
+    shown = " ".join(f"{k}={v}" for k, v in changes.items()) + (" " if changes else "") + shlex.join(cmd)
+    print(f"r1flow launch: {shown}", flush=True)
+    if not args.dry_run:
+        os.execve(cmd[0], cmd, env)
 
 
 def _embedded_defaults() -> None:
@@ -135,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     command = argv.pop(0) if argv else "--help"
     if command == "stage" and argv:
         run_stage(argv[0], argv[1:])
+    elif command == "launch":
+        cmd_launch(argv)
     elif command == "stages":
         print("\n".join(STAGES))
     elif command == "run":

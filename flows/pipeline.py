@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from infra import tracking
+from infra import launch, tracking
 from infra.dag import stage_graph
 from tasks.stages import run_stage, retries_for
 from tasks.tracking import close_pipeline_run, open_pipeline_run
@@ -111,23 +111,25 @@ def _run(graph: dict[str, list[str]], wanted: list[str], workspace: str, parent_
     cores = cpu_cores()
     limit = max(1, int(os.environ.get("R1FLOW_PARALLEL", cores)))
     uri = tracking.tracking_uri()
+    gpus = GpuSets(launch.launch_settings())
     pending, running, results, errors = list(wanted), {}, {}, []
     while running or (pending and not errors):
         ready = sorted((s for s in pending if all(u in results or u not in wanted for u in graph[s])),
                        key=lambda s: -height[s])
-        starting = [] if errors else ready[:max(0, limit - len(running))]
+        starting = [] if errors else gpus.admit(ready, max(0, limit - len(running)))
         if starting:
             order = sorted([*running, *starting], key=lambda s: -height[s])
             _write_allotment(folder, allot(order, cores))
             for stage in starting:
                 pending.remove(stage)
                 running[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
-                    stage, workspace, parent_run_id, uri, threads_file=str(folder / stage))
+                    stage, workspace, parent_run_id, uri, threads_file=str(folder / stage), gpus=gpus.held.get(stage))
         if not running:
             raise RuntimeError(f"stages {pending} wait for stages that never ran")
         finished = wait(list(running.values()), timeout=1.0).done
         ended = [s for s, f in running.items() if f in finished]
         for stage in ended:
+            gpus.release(stage)
             try:
                 results[stage] = running.pop(stage).result()
             except Exception as err:  # noqa: BLE001 - re-raised once the running stages end
@@ -137,6 +139,41 @@ def _run(graph: dict[str, list[str]], wanted: list[str], workspace: str, parent_
     if errors:
         raise errors[0]
     return {stage: results[stage] for stage in wanted}
+
+
+class GpuSets:
+    """Hands out the host's GPU sets (``infra.launch.gpu_sets``): a training or sampling stage
+    starts only when a set is free and holds it until it ends, so GPU stages run one at a time
+    per set while CPU-only stages start beside them. On a host without GPUs every stage is a
+    CPU stage and nothing waits here."""
+
+    def __init__(self, settings: launch.LaunchSettings, gpus: list[str] | None = None):
+        self.settings = settings
+        self.free = launch.gpu_sets(settings, gpus)
+        self.held: dict[str, list[str]] = {}
+        self.gpu_host = bool(self.free)
+
+    def admit(self, ready: list[str], slots: int) -> list[str]:
+        """The stages of ``ready`` (in priority order) that start now, at most ``slots``; each
+        GPU stage among them takes a free set."""
+        starting = []
+        for stage in ready:
+            if len(starting) == slots:
+                break
+            if self._needs_gpu(stage):
+                if not self.free:
+                    continue
+                self.held[stage] = self.free.pop(0)
+            starting.append(stage)
+        return starting
+
+    def release(self, stage: str) -> None:
+        """Give back the set ``stage`` held, if any."""
+        if stage in self.held:
+            self.free.append(self.held.pop(stage))
+
+    def _needs_gpu(self, stage: str) -> bool:
+        return self.gpu_host and self.settings.kind(stage) != "cpu"
 
 
 @flow(name="r1-pipeline")

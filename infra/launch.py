@@ -1,14 +1,22 @@
-"""Launch settings for DeepSpeed jobs: process-group environment and ZeRO configs.
+"""Launch settings for DeepSpeed jobs: which launcher runs a stage, on which devices, under
+which ZeRO config, and the process-group environment.
 
 Hyperparameters (batch sizes, learning rates) live in params.yaml; how a job is
-distributed lives here. ``R1FLOW_DS_CONFIG`` names the ZeRO config a training
-stage runs under (``zero0``, ``zero2``, ``zero3`` from infra/ds_configs/, or a
-path to any DeepSpeed JSON). The same entry point runs
+distributed lives here, in ``infra/launch.yaml`` (:class:`LaunchSettings`; another file
+with ``$R1FLOW_LAUNCH``). dvc.yaml runs every stage as ``python -m flows.cli launch NAME``,
+which asks :func:`stage_command` for the command and runs it:
 
-- as one CPU rank (tests, the embedded default): no launcher needed, the
+- one CPU process (tests, the embedded default): ``python -m flows.cli stage NAME``; the
   process-group variables are filled in by :func:`ensure_distributed_env`;
-- on N GPUs: ``deepspeed --num_gpus N --module flows.cli stage r1_zero``;
-- on several nodes: ``deepspeed --hostfile hostfile --module flows.cli stage r1_zero``.
+- ``cpu_ranks: 2`` on a host without GPUs: ``torchrun --nproc_per_node 2 -m flows.cli stage NAME``
+  (gloo), the code path of N GPUs;
+- a training stage on a GPU set: ``deepspeed --include localhost:0,1 --no_local_rank --module
+  flows.cli stage NAME`` (or ``--hostfile`` for several nodes);
+- a sampling stage: one process on the first GPU of its set.
+
+``R1FLOW_DS_CONFIG`` (or ``ds_config`` in the launch file) names the ZeRO config of a
+training stage: ``zero0``, ``zero2``, ``zero3`` from infra/ds_configs/, or a path to any
+DeepSpeed JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import json
 import logging
 import os
 import socket
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DS_CONFIG_ENV = "R1FLOW_DS_CONFIG"
 DEFAULT_DS_CONFIG = "zero2"
+LAUNCH_FILE_ENV = "R1FLOW_LAUNCH"
 
 
 def free_port() -> int:
@@ -57,7 +67,7 @@ def rank() -> int:
 
 def load_ds_config(name: str | None = None) -> dict[str, Any]:
     """The DeepSpeed JSON named by ``name`` or ``$R1FLOW_DS_CONFIG`` (default zero2)."""
-    name = name or os.environ.get(DS_CONFIG_ENV) or DEFAULT_DS_CONFIG
+    name = name or os.environ.get(DS_CONFIG_ENV) or launch_settings().ds_config
     path = Path(name)
     if path.suffix == ".json" and path.is_file():
         return json.loads(path.read_text())
@@ -137,3 +147,114 @@ def follow_threads() -> int | None:
         log.info("CPU threads: %d", threads)
     _threads_seen.update(stamp=stamp, threads=threads)
     return threads
+
+
+# -- which launcher runs a stage, on which devices ------------------------------------------
+
+@dataclass
+class LaunchSettings:
+    """The launch file (infra/launch.yaml documents each key)."""
+
+    gpus: int | str = "auto"
+    hostfile: str = ""
+    cpu_ranks: int = 1
+    ds_config: str = DEFAULT_DS_CONFIG
+    training_stages: list = field(default_factory=list)
+    sampling_stages: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.gpus != "auto" and not (isinstance(self.gpus, int) and self.gpus >= 0):
+            raise ValueError(f"launch file: gpus must be auto or a count >= 0, got {self.gpus!r}")
+        if not isinstance(self.cpu_ranks, int) or self.cpu_ranks < 1:
+            raise ValueError(f"launch file: cpu_ranks must be a count >= 1, got {self.cpu_ranks!r}")
+        if self.hostfile and not Path(self.hostfile).is_file():
+            raise ValueError(f"launch file: hostfile {self.hostfile!r} does not exist")
+
+    def kind(self, stage: str) -> str:
+        """``train``, ``sample`` or ``cpu`` for a stage name (``NAME`` or ``NAME@ITEM``)."""
+        name = stage.partition("@")[0]
+        return "train" if name in self.training_stages else "sample" if name in self.sampling_stages else "cpu"
+
+
+def launch_settings(path: str | Path | None = None) -> LaunchSettings:
+    """The settings of ``path``, else ``$R1FLOW_LAUNCH``, else infra/launch.yaml.
+
+    Raises:
+        ValueError: for an unknown key or a bad value, naming the file.
+    """
+    import dataclasses
+
+    import yaml
+
+    path = path or os.environ.get(LAUNCH_FILE_ENV) or resources.files("infra") / "launch.yaml"
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    known = {f.name for f in dataclasses.fields(LaunchSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    try:
+        return LaunchSettings(**raw)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use: ``$CUDA_VISIBLE_DEVICES`` if set, else every GPU torch
+    sees (none on a CPU-only host or a CPU build of torch)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    if not any(Path("/dev").glob("nvidia[0-9]*")):  # no NVIDIA device: skip importing torch (1.6 s)
+        return []
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def gpu_sets(settings: LaunchSettings, gpus: list[str] | None = None) -> list[list[str]]:
+    """The visible GPUs cut into the sets that stages run on, one stage per set at a time:
+    ``gpus: auto`` gives one set of all, ``N`` gives sets of N (a remainder is left idle),
+    ``0`` or no GPU gives none (every stage on the CPU)."""
+    gpus = visible_gpus() if gpus is None else gpus
+    if not gpus or settings.gpus == 0:
+        return []
+    size = len(gpus) if settings.gpus == "auto" else settings.gpus
+    if size > len(gpus):
+        raise ValueError(f"launch file asks for {size} GPUs per stage; only {len(gpus)} visible ({gpus})")
+    return [gpus[i:i + size] for i in range(0, len(gpus) - size + 1, size)]
+
+
+def stage_command(stage: str, argv: list[str], settings: LaunchSettings,
+                  gpus: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command that runs ``r1flow stage <stage> <argv>`` under ``settings``, and the
+    environment variables to set for it (an empty value means: remove it).
+
+    ``gpus`` is the GPU set given to this stage (default: the visible GPUs). Training stages
+    get the DeepSpeed launcher over the whole set (or the hostfile), or torchrun with
+    ``cpu_ranks`` processes on a CPU host; sampling stages one process on the set's first
+    GPU; the rest one plain process. ``--no_local_rank``: the stage reads LOCAL_RANK from the
+    environment (DeepSpeed's launcher sets it), not from an argument.
+    """
+    import sys
+
+    gpus = (visible_gpus() if gpus is None else gpus) if settings.gpus != 0 else []
+    entry = ["-m", "flows.cli", "stage", stage, *argv]
+    kind = settings.kind(stage)
+    if kind == "train" and (settings.hostfile or len(gpus) > 1):
+        target = ["--hostfile", settings.hostfile] if settings.hostfile else ["--include", f"localhost:{','.join(gpus)}"]
+        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", *target, "--master_port", str(free_port()),
+               "--no_local_rank", "--module", *entry[1:]]
+        return cmd, {"CUDA_VISIBLE_DEVICES": ""}  # the launcher gives each rank its GPU
+    if kind == "train" and not gpus and settings.cpu_ranks > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(settings.cpu_ranks),
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *entry]
+        return cmd, {"OMP_NUM_THREADS": str(max(1, _cpu_threads() // settings.cpu_ranks))}
+    env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus and kind in ("train", "sample") else {}
+    return [sys.executable, *entry], env
+
+
+def _cpu_threads() -> int:
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads and threads.isdigit():
+        return int(threads)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

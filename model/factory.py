@@ -155,3 +155,15 @@ def save_pretrained(model, tokenizer, out_dir: str | Path) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out
+
+
+def inference_device():
+    """Where a model loaded to sample or score goes: this process's GPU when CUDA is there
+    (``cuda:$LOCAL_RANK``, so each rank of a launched job uses its own), else the CPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return torch.device("cpu")

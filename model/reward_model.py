@@ -133,14 +133,17 @@ def pointwise_loss(r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def score(model, tokenizer, prompts: list[str], responses: list[str], *,
           batch_size: int = 64, max_length: int = 256) -> list[float]:
     """The reward of each (prompt, response), in batches of ``batch_size``; the model is left in
-    eval mode. Equal inputs score equally whatever the batch (padding is masked)."""
+    eval mode. Equal inputs score equally whatever the batch (padding is masked). Batches go
+    to the model's device."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     model.eval()
+    device = next(model.parameters()).device
     seqs = encode(tokenizer, prompts, responses, max_length)
     out: list[float] = []
     for i in range(0, len(seqs), batch_size):
-        out.extend(batch_rewards(model, collate(seqs[i: i + batch_size], tokenizer.pad_token_id)).tolist())
+        batch = collate(seqs[i: i + batch_size], tokenizer.pad_token_id)
+        out.extend(batch_rewards(model, {k: v.to(device) for k, v in batch.items()}).tolist())
     return out
 
 

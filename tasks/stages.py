@@ -14,20 +14,20 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from infra.launch import THREADS_ENV
+from infra.launch import THREADS_ENV, launch_settings
 from infra.proc import stream, tool_env
 
-# Training stages resume from their checkpoints, so retrying them is cheap.
-TRAINING_STAGES = {"base", "r1_zero", "sft_cold", "reasoning_rl", "sft", "reward_model", "all_scenario_rl",
-                   "student", "distill", "rl_student"}
 PARENT_RUN_ENV = "R1FLOW_PARENT_RUN_ID"
 
 
-def stage_env(parent_run_id: str | None, tracking_uri: str, threads_file: str | None = None) -> dict[str, str]:
-    """Environment for a stage subprocess: project tools on PATH, the MLflow parent run, and
-    the file holding its CPU thread allotment (stages running side by side share the cores;
-    see ``infra.launch.follow_threads``)."""
+def stage_env(parent_run_id: str | None, tracking_uri: str, threads_file: str | None = None,
+              gpus: list[str] | None = None) -> dict[str, str]:
+    """Environment for a stage subprocess: project tools on PATH, the MLflow parent run, the
+    file holding its CPU thread allotment (stages running side by side share the cores;
+    see ``infra.launch.follow_threads``) and, on a GPU host, the GPU set it may use."""
     extra = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+    if gpus:
+        extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     if threads_file:
         extra[THREADS_ENV] = threads_file
         extra["OMP_NUM_THREADS"] = Path(threads_file).read_text().strip()
@@ -41,14 +41,15 @@ def stage_env(parent_run_id: str | None, tracking_uri: str, threads_file: str | 
 
 @task(task_run_name="{stage}", retry_delay_seconds=5)
 def run_stage(stage: str, workspace: str, parent_run_id: str | None, tracking_uri: str,
-              force: bool = False, threads_file: str | None = None) -> dict:
+              force: bool = False, threads_file: str | None = None, gpus: list[str] | None = None) -> dict:
     """Reproduce ``stage`` (``NAME`` or ``NAME@ITEM``) in ``workspace``, streaming its output;
-    returns its metrics.json. ``force`` runs it even when DVC considers it up to date."""
+    returns its metrics.json. ``force`` runs it even when DVC considers it up to date; ``gpus``
+    is the GPU set it may use (the runner hands out one set per GPU stage)."""
     logger = get_run_logger()
     # DVC holds its repo lock only around bookkeeping, so stages of one workspace run side by side.
     cmd = ["dvc", "--wait-for-lock", "repro", "--single-item", stage] + (["--force"] if force else [])
     stream(cmd, cwd=workspace,
-           env=stage_env(parent_run_id, tracking_uri, threads_file), on_line=logger.info)
+           env=stage_env(parent_run_id, tracking_uri, threads_file, gpus), on_line=logger.info)
     metrics_path = Path(workspace) / "artifacts" / stage.replace("@", "/") / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
 
@@ -56,4 +57,4 @@ def run_stage(stage: str, workspace: str, parent_run_id: str | None, tracking_ur
 def retries_for(stage: str) -> int:
     """Training stages retry (and resume); the others fail fast."""
     retries = int(os.environ.get("R1FLOW_STAGE_RETRIES", "1"))
-    return retries if stage.partition("@")[0] in TRAINING_STAGES else 0
+    return retries if launch_settings().kind(stage) == "train" else 0

@@ -73,11 +73,13 @@ class LearnedReward:
             raise RuntimeError(f"reward {self.name!r} has no reward model: call "
                                f"model.rewards.learned.use_reward_models({self.name}=PATH) first")
         if self._loaded is None:
+            from model import factory
             from model import reward_model as rm
 
-            # On the CPU: model.reward_model.score builds its batches there.
-            self._loaded = rm.load(self.path)
-            log.info("reward %s: loaded %s", self.name, self.path)
+            model, tokenizer = rm.load(self.path)
+            device = factory.inference_device()  # the policy's GPU when there is one
+            self._loaded = model.to(device), tokenizer
+            log.info("reward %s: loaded %s on %s", self.name, self.path, device)
         return self._loaded
 
     def __call__(self, completions: Sequence[Any], prompt: Sequence[str] | None = None,
