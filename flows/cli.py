@@ -1,6 +1,7 @@
 """The ``r1flow`` command.
 
-    r1flow run [--set stage.key=value ...]              the whole pipeline (Prefect flow, embedded default)
+    r1flow run [--recipe F] [--set stage.key=value]     the whole pipeline (Prefect flow, embedded default;
+                                                        a recipe from recipes/ for a real model)
     r1flow stage NAME [--params F] [--set key=value]    one stage in this checkout (what dvc.yaml calls)
     r1flow stage NAME@ITEM ...                          one item of a foreach stage (distill@s64)
     r1flow stage NAME --help                            its keys, defaults and meaning
@@ -81,9 +82,10 @@ def cmd_launch(argv: list[str]) -> None:
         os.execve(cmd[0], cmd, env)
 
 
-def _embedded_defaults() -> None:
+def _embedded_defaults(offline: bool = True) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if offline:  # the embedded default needs no hub; a recipe may name hub models
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def copy_outputs(source: Path, dest: Path) -> None:
@@ -99,8 +101,10 @@ def copy_outputs(source: Path, dest: Path) -> None:
 
 def cmd_run(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="r1flow run", description="Run the whole pipeline once.")
+    parser.add_argument("--recipe", metavar="FILE",
+                        help="params overlay for this run, e.g. recipes/qwen2.5-0.5b-gsm8k.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE",
-                        help="override one params.yaml value for this run (repeatable)")
+                        help="override one params.yaml value for this run (repeatable; wins over --recipe)")
     args = parser.parse_args(argv)
     from infra.config import parse_overrides
 
@@ -110,11 +114,16 @@ def cmd_run(argv: list[str]) -> None:
         if not field:
             raise SystemExit(f"--set {key}: expected STAGE.KEY=VALUE")
         params.setdefault(stage, {})[field] = value
-    _embedded_defaults()
-    from flows.pipeline import r1_pipeline
+    from flows.pipeline import load_recipe, r1_pipeline
     from infra import tracking
 
-    result = r1_pipeline(params=params or None)
+    if args.recipe:
+        try:
+            load_recipe(args.recipe)  # a bad recipe fails here, before any server starts
+        except ValueError as err:
+            raise SystemExit(f"r1flow run: {err}") from None
+    _embedded_defaults(offline=not args.recipe)
+    result = r1_pipeline(recipe=args.recipe, params=params or None)
     copy_outputs(Path(result["workspace"]) / "artifacts", Path("artifacts"))
     report = Path("artifacts") / "report" / "report.md"
     if report.exists():  # the table and the findings; the plots are in report.html

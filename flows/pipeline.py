@@ -45,6 +45,30 @@ PARAMETER_KEYS = {
 }
 
 
+def load_recipe(path: str | Path) -> dict[str, dict]:
+    """A recipe: a params overlay ``{stage: {key: value}}`` in YAML (recipes/), applied over
+    params.yaml for one run. Keys are checked by each stage's config when it runs.
+
+    Raises:
+        ValueError: the file is missing, not a mapping of mappings, or names an unknown stage.
+    """
+    import yaml
+
+    from flows.cli import STAGES
+
+    path = Path(path)
+    if not path.is_file():
+        available = sorted(str(p) for p in Path("recipes").glob("*.yaml"))
+        raise ValueError(f"recipe {path}: no such file (recipes here: {available})")
+    recipe = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(recipe, dict) or not all(isinstance(v, dict) for v in recipe.values()):
+        raise ValueError(f"recipe {path}: expected `stage: {{key: value}}` sections, like params.yaml")
+    unknown = sorted(set(recipe) - set(STAGES))
+    if unknown:
+        raise ValueError(f"recipe {path}: unknown stage section(s) {unknown}; stages: {list(STAGES)}")
+    return recipe
+
+
 def _overrides(**values: Any) -> dict[str, dict]:
     """Flow parameters -> ``{stage: {key: value}}``, skipping those left empty."""
     out: dict[str, dict] = {}
@@ -185,6 +209,7 @@ def r1_pipeline(
     rl_steps: int | None = None,
     pretrain_steps: int | None = None,
     seed: int | None = None,
+    recipe: str | None = None,
     params: dict[str, dict] | None = None,
     stages: list[str] | None = None,
 ) -> dict:
@@ -199,6 +224,8 @@ def r1_pipeline(
         rl_steps: GRPO steps of r1_zero.
         pretrain_steps: optimizer steps of the tiny base model.
         seed: seed of every stage.
+        recipe: a params overlay of the project, e.g. recipes/qwen2.5-0.5b-gsm8k.yaml (a real model
+            on GSM8K train); the parameters above and ``params`` win over it.
         params: any other params.yaml values, as {stage: {key: value}}.
         stages: run only these stages (names, or NAME@ITEM for one item of a foreach stage) and
             reuse the others from DVC's cache; empty = all.
@@ -206,9 +233,11 @@ def r1_pipeline(
     logger = get_run_logger()
     # The flow-run name plus 8 characters of its id: unique even if two runs share a name.
     run_name = f"{flow_run.name}-{str(flow_run.id)[:8]}" if flow_run.id else "local"
-    overrides = _overrides(base_model=base_model, dataset=dataset, num_generations=num_generations,
-                           learning_rate=learning_rate, rl_steps=rl_steps,
-                           pretrain_steps=pretrain_steps, seed=seed)
+    overrides = load_recipe(recipe) if recipe else {}
+    for stage, values in _overrides(base_model=base_model, dataset=dataset, num_generations=num_generations,
+                                    learning_rate=learning_rate, rl_steps=rl_steps,
+                                    pretrain_steps=pretrain_steps, seed=seed).items():
+        overrides.setdefault(stage, {}).update(values)
     for stage, values in (params or {}).items():
         overrides.setdefault(stage, {}).update(values)
     workspace = create_workspace(run_name, overrides)
