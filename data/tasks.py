@@ -44,10 +44,12 @@ def resolve_split(spec: str, split: str) -> tuple[str, str]:
 
 
 def load_task(spec: str, *, split: str, limit: int, seed: int = 0, mix: dict[str, float] | None = None,
-              revision: str | None = None) -> list[dict]:
+              revision: str | None = None, warn_short: bool = True) -> list[dict]:
     """Rows in the project's schema for ``spec`` in ``split`` (see module doc), at most ``limit``.
 
-    ``mix`` weighs the families of ``synthetic``; ``revision`` pins a hub dataset.
+    ``mix`` weighs the families of ``synthetic``; ``revision`` pins a hub dataset; a synthetic
+    family with fewer distinct problems than ``limit`` logs a warning unless ``warn_short`` is off
+    (``limit`` is then a cap, not a request).
     Raises ValueError for a split the dataset does not have (e.g. ``math500`` train).
     """
     spec, split = resolve_split(spec, split)
@@ -58,7 +60,7 @@ def load_task(spec: str, *, split: str, limit: int, seed: int = 0, mix: dict[str
         total = sum(shares.values())
         rows = [row for family, share in shares.items()
                 for row in make_rows(family, split, round(limit * share / total), seed)]
-        if len(rows) < limit and spec in FAMILIES:
+        if warn_short and len(rows) < limit and spec in FAMILIES:
             log.warning("%s_%s: only %d distinct problems exist (asked for %d)", spec, split, len(rows), limit)
         return rows
     return load_dataset(spec, split=split, limit=limit, revision=revision or None)
@@ -82,7 +84,7 @@ def eval_prompts(eval_sets: list[str], limit: int, seed: int = 0) -> list[str]:
     """The prompts of every evaluation set, each read as evaluate reads it (split ``test``
     unless the name says ``hard``; synthetic ones with seed ``seed + EVAL_SEED``)."""
     return [row["prompt"] for name in eval_sets
-            for row in load_task(name, split="test", limit=limit, seed=seed + EVAL_SEED)]
+            for row in load_task(name, split="test", limit=limit, seed=seed + EVAL_SEED, warn_short=False)]
 
 
 def decontaminate_prompts(rows: list[dict], eval_sets: list[str], *, limit: int,

@@ -238,3 +238,30 @@ def test_each_prompt_asks_for_exactly_what_its_format_reward_checks():
         text = Template(frame_chat_template(output)).render(messages=[{"role": "user", "content": " Q? "}],
                                                             eos_token="</s>")
         assert text == r1_zero_prompt("Q?", output)
+
+
+def test_a_hub_id_is_pinned_to_its_commit_and_recorded(chat_model, tmp_path, monkeypatch):
+    """A model named by hub id (served from a local hub cache, offline) is pinned to the commit
+    its revision resolves to: the base's reference and metrics record it, later stages load it."""
+    import shutil
+    import subprocess
+    import sys
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--r1flow--tiny-chat"
+    shutil.copytree(chat_model, repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "params.yaml").write_text(yaml.safe_dump({"base": {"model": "r1flow/tiny-chat", "revision": "main"}}))
+    proc = run_cli(["stage", "base"], project)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((project / "artifacts" / "base" / "metrics.json").read_text())["model_revision"] == sha
+    reference = json.loads((project / "artifacts" / "base" / "model" / "r1flow_reference.json").read_text())
+    assert reference == {"name_or_path": "r1flow/tiny-chat", "revision": sha}
+    probe = "from model import factory; print(factory.load_pinned('artifacts/base/model')[2])"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == sha, out.stderr[-2000:]
