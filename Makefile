@@ -9,7 +9,6 @@ export OMP_NUM_THREADS ?= 2
 # faster when another process competes for the cores (measured on the base stage).
 export OMP_WAIT_POLICY ?= PASSIVE
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
-export HF_HUB_OFFLINE ?= 1
 # The real benchmark files: ../shared/data beside the checkout, resolved once to an absolute
 # path so that every subprocess and run workspace (git worktrees, test copies) finds the same.
 SHARED_DATA := $(abspath $(CURDIR)/../shared/data)

@@ -38,7 +38,7 @@ def main() -> None:
                                          checkpoint_every=0), f"{out}/base")
     sft.train(rows)
     t_sft = time.time() - t0
-    prompts = load_task("synthetic", limit=4000, seed=0, mix=mix)
+    prompts = load_task("synthetic", split="train", limit=4000, seed=0, mix=mix)
     # A fresh model object, as the r1_zero stage loads it: the SFT engine's ZeRO hooks stay on its own.
     factory.save_pretrained(sft.engine.module, tok, f"{out}/base/model")
     policy = factory.load_model(f"{out}/base/model", dtype="float32").to(model.device)

@@ -3,7 +3,8 @@
 Three kinds of dataset spec are accepted by :func:`load_dataset`:
 
 * a benchmark name (``gsm8k``, ``math500``, ``aime24``, ``humaneval``), read from the shared data
-  folder in its published format (see ``shared/data/README.md``);
+  folder in its published format (see ``shared/data/README.md``). GSM8K has a ``train`` and a
+  ``test`` file; the other three are evaluation sets with a ``test`` split only;
 * a local ``.jsonl``, ``.jsonl.gz`` or ``.parquet`` file whose rows already use the schema's
   field names, or are renamed to them with ``mapping``;
 * a Hugging Face hub id (``owner/name``), read through the optional ``datasets`` package. The
@@ -64,14 +65,14 @@ def _extras(raw: dict, *consumed: str) -> dict:
     return {k: v for k, v in raw.items() if k not in consumed}
 
 
-def _gsm8k_row(raw: dict, index: int) -> dict:
+def _gsm8k_row(raw: dict, index: int, *, split: str = "test") -> dict:
     solution = _req(raw, "answer")
     if not isinstance(solution, str) or "#### " not in solution:
         raise _BadField("answer", "has no '#### ' final-answer line")
     answer = solution.rsplit("#### ", 1)[1].strip().replace(",", "")
     return {
         **_extras(raw, "question", "answer"),
-        ID: f"gsm8k-{index:04d}",
+        ID: f"gsm8k-{index:04d}" if split == "test" else f"gsm8k-{split}-{index:04d}",
         PROMPT: _req(raw, "question"),
         SOURCE: "gsm8k",
         ANSWER: answer,
@@ -105,23 +106,32 @@ def _humaneval_row(raw: dict, index: int) -> dict:
 
 
 class _Benchmark(NamedTuple):
-    file: str  # relative to shared_data_dir()
-    convert: Callable[[dict, int], dict]
+    files: dict[str, str]  # split -> file relative to shared_data_dir()
+    convert: Callable[..., dict]  # (raw, index) -> row; GSM8K's also takes split=
     hub_id: str
 
 
 _BENCHMARKS = {
-    "gsm8k": _Benchmark("gsm8k/test.jsonl", _gsm8k_row, "openai/gsm8k"),
+    "gsm8k": _Benchmark(
+        {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"}, _gsm8k_row, "openai/gsm8k"
+    ),
     "math500": _Benchmark(
-        "math500/test.jsonl", partial(_boxed_row, source="math500"), "HuggingFaceH4/MATH-500"
+        {"test": "math500/test.jsonl"}, partial(_boxed_row, source="math500"), "HuggingFaceH4/MATH-500"
     ),
     "aime24": _Benchmark(
-        "aime24/test.jsonl", partial(_boxed_row, source="aime24"), "HuggingFaceH4/aime_2024"
+        {"test": "aime24/test.jsonl"}, partial(_boxed_row, source="aime24"), "HuggingFaceH4/aime_2024"
     ),
     "humaneval": _Benchmark(
-        "humaneval/HumanEval.jsonl.gz", _humaneval_row, "openai/openai_humaneval"
+        {"test": "humaneval/HumanEval.jsonl.gz"}, _humaneval_row, "openai/openai_humaneval"
     ),
 }
+BENCHMARKS = tuple(_BENCHMARKS)
+EVAL_ONLY_BENCHMARKS = tuple(name for name, b in _BENCHMARKS.items() if set(b.files) == {"test"})
+
+
+def benchmark_splits(name: str) -> tuple[str, ...]:
+    """The splits stored locally for benchmark ``name`` (KeyError for another name)."""
+    return tuple(_BENCHMARKS[name].files)
 
 # Lower-cased hub id -> (benchmark, hub config, split renames). aime_2024 has only "train".
 _HUB = {
@@ -234,16 +244,19 @@ def _collect(
     return rows
 
 
-def _load_benchmark(name: str, path: Path | str | None, limit: int | None = None) -> list[dict]:
+def _load_benchmark(name: str, path: Path | str | None, limit: int | None = None,
+                    split: str = "test") -> list[dict]:
     bench = _BENCHMARKS[name]
-    path = Path(path) if path is not None else shared_data_dir() / bench.file
+    path = Path(path) if path is not None else shared_data_dir() / bench.files[split]
     records, unit = _records(path)
-    return _collect(records, bench.convert, path=path, unit=unit, limit=limit)
+    convert = partial(bench.convert, split=split) if name == "gsm8k" else bench.convert
+    return _collect(records, convert, path=path, unit=unit, limit=limit)
 
 
-def load_gsm8k(path: Path | str | None = None) -> list[dict]:
-    """Load GSM8K test (published JSONL); ``answer`` is the number after ``#### ``, no commas."""
-    return _load_benchmark("gsm8k", path)
+def load_gsm8k(path: Path | str | None = None, split: str = "test") -> list[dict]:
+    """Load GSM8K ``split`` (published JSONL, train or test); ``answer`` is the number after
+    ``#### ``, no commas; ids are ``gsm8k-NNNN`` (test) and ``gsm8k-train-NNNN`` (train)."""
+    return _load_benchmark("gsm8k", path, split=split)
 
 
 def load_math500(path: Path | str | None = None) -> list[dict]:
@@ -303,7 +316,8 @@ def load_rows(
 
 
 def _load_hub(
-    hub_id: str, *, split: str, limit: int | None, mapping: dict[str, str] | None
+    hub_id: str, *, split: str | None, limit: int | None, mapping: dict[str, str] | None,
+    revision: str | None,
 ) -> list[dict]:
     try:
         import datasets
@@ -312,57 +326,72 @@ def _load_hub(
             f"loading {hub_id!r} from the Hugging Face hub needs the optional 'datasets' "
             f"package: {HUB_INSTALL_HINT}"
         ) from err
+    if not split:
+        raise ValueError(f"hub dataset {hub_id!r}: name the split to read (e.g. train or test)")
     known = _HUB.get(hub_id.lower())
     if known is not None:
         name, config, split_renames = known
+        make_row = partial(_gsm8k_row, split=split) if name == "gsm8k" else _BENCHMARKS[name].convert
         split = split_renames.get(split, split)
-        make_row = _BENCHMARKS[name].convert
     else:
         config = None
         stem = hub_id.rsplit("/", 1)[1]
         make_row = partial(_user_row, mapping=dict(mapping or {}), source=None, stem=stem)
-    ds = datasets.load_dataset(hub_id, config, split=split)
-    return _collect(enumerate(ds), make_row, path=f"{hub_id}[{split}]", unit="row", limit=limit)
+    pin = {"revision": revision} if revision else {}  # unnamed: datasets' default branch
+    ds = datasets.load_dataset(hub_id, config, split=split, **pin)
+    where = f"{hub_id}@{revision}[{split}]" if revision else f"{hub_id}[{split}]"
+    return _collect(enumerate(ds), make_row, path=where, unit="row", limit=limit)
 
 
 def load_dataset(
     spec: str,
     *,
-    split: str = "test",
+    split: str | None = None,
     limit: int | None = None,
     mapping: dict[str, str] | None = None,
+    revision: str | None = None,
 ) -> list[dict]:
     """Load a dataset by benchmark name, local file path or Hugging Face hub id.
 
     Args:
         spec: ``gsm8k``/``math500``/``aime24``/``humaneval``; a ``.jsonl``, ``.jsonl.gz`` or
             ``.parquet`` path; or a hub id ``owner/name`` (needs ``r1flow[hub]``).
-        split: hub split; benchmark names have only ``test`` locally; ignored for files.
+        split: which split; required for benchmark names (``gsm8k``: train or test; the others:
+            test) and hub ids (any split the dataset has); a file is one split, so it is ignored.
         limit: keep only the first ``limit`` rows.
         mapping: field renames for files and unknown hub datasets (see :func:`load_rows`).
+        revision: hub ids only: the dataset's git revision (commit, tag or branch) to pin.
 
     Raises:
-        ValueError: for a spec of none of these kinds, listing what is accepted.
+        ValueError: for a spec of none of these kinds (listing what is accepted), a benchmark or
+            hub id without ``split``, or a split the benchmark does not have here.
         ImportError: for a hub id when ``datasets`` is not installed.
     """
     if spec in _BENCHMARKS:
-        if split != "test":
-            hub_id = _BENCHMARKS[spec].hub_id
-            raise ValueError(
-                f"only the 'test' split of {spec} is stored locally; "
-                f"use the hub id {hub_id!r} for split {split!r}"
-            )
-        return _load_benchmark(spec, None, limit)
+        splits = benchmark_splits(spec)
+        if split not in splits:
+            raise ValueError(_missing_split(spec, split, splits))
+        return _load_benchmark(spec, None, limit, split=split)
     path = Path(spec).expanduser()
     if path.exists() or _stem(path) != path.name:
         return load_rows(path, mapping=mapping, limit=limit)
     if spec.lower() in _HUB or _HUB_ID.fullmatch(spec):
-        return _load_hub(spec, split=split, limit=limit, mapping=mapping)
+        return _load_hub(spec, split=split, limit=limit, mapping=mapping, revision=revision)
     raise ValueError(
         f"unknown dataset {spec!r}; expected a benchmark name ({', '.join(_BENCHMARKS)}), "
         f"a file path ending in {', '.join(FILE_SUFFIXES)}, or a Hugging Face hub id "
         "'owner/name' (e.g. 'openai/gsm8k'). Synthetic tasks are not loaded from here."
     )
+
+
+def _missing_split(spec: str, split: str | None, splits: tuple[str, ...]) -> str:
+    if split is None:
+        return f"{spec}: name the split to read ({' or '.join(splits)})"
+    if splits == ("test",):
+        return (f"{spec} has only a test split: it is an evaluation set; train on gsm8k (split train) "
+                "or a file")
+    return (f"{spec} has no {split!r} split here (it has {', '.join(splits)}); for another split use "
+            f"the hub id {_BENCHMARKS[spec].hub_id!r}")
 
 
 def write_jsonl(rows: Iterable[dict], path: Path | str) -> int:

@@ -1,39 +1,130 @@
-"""One name space for every prompt set a stage can train or evaluate on.
+"""One name space for every prompt set a stage can train or evaluate on, and its splits.
 
-- ``arithmetic`` / ``countdown`` with an optional split suffix (``arithmetic_test``,
-  ``countdown_hard``; default ``train``): the seeded synthetic tasks;
-- ``synthetic``: the train splits of both families, mixed;
-- anything else goes to :func:`data.loaders.load_dataset` (benchmark names such as
-  ``gsm8k``/``math500``/``aime24``/``humaneval``, local JSONL/Parquet files, hub ids).
+- ``arithmetic`` / ``countdown``: the seeded synthetic tasks, in the split the stage names
+  (``train``, ``test`` or ``hard``); a split suffix in the name (``arithmetic_test``,
+  ``countdown_hard``) names the split itself and wins over the stage's;
+- ``synthetic``: both families of that split, mixed;
+- anything else goes to :func:`data.loaders.load_dataset` (benchmark names: ``gsm8k`` has a
+  train and a test split, ``math500``/``aime24``/``humaneval`` only test; local JSONL/Parquet
+  files, which are one split each; hub ids, read in the named split).
+
+Contract 7, "train on train, report on test", lives here: :func:`check_training_set` refuses an
+evaluation set (a test-only benchmark, a ``test``/``hard`` split) for a training or sampling
+stage, and :func:`decontaminate_prompts` removes the prompts of a training or sampling stage that
+overlap the evaluation sets (word n-grams, :func:`data.filters.decontaminate`). Stages get
+both through :class:`TrainingData`, whose ``eval_sets`` default to ``evaluate.benchmarks`` of
+params.yaml (:func:`infra.config.knob`'s ``inherit``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
-from data.loaders import load_dataset
+from data.loaders import EVAL_ONLY_BENCHMARKS, load_dataset
 from data.synthetic import FAMILIES, SPLITS, make_rows
+from infra.config import knob
 
 log = logging.getLogger(__name__)
 
-_SYNTHETIC = re.compile(rf"^({'|'.join(FAMILIES)})(?:_({'|'.join(SPLITS)}))?$")
+_SYNTHETIC = re.compile(rf"^({'|'.join(FAMILIES)}|synthetic)(?:_({'|'.join(SPLITS)}))?$")
+EVAL_SPLITS = ("test", "hard")  # splits only evaluation reads
+# What evaluate scores when params.yaml names nothing: the held-out synthetic splits.
+DEFAULT_BENCHMARKS = ["arithmetic_test", "arithmetic_hard", "countdown_test", "countdown_hard"]
+EVAL_SEED = 12345  # evaluate draws synthetic benchmarks with seed + EVAL_SEED
 
 
-def load_task(spec: str, *, limit: int, seed: int = 0, mix: dict[str, float] | None = None) -> list[dict]:
-    """Rows in the project's schema for ``spec`` (see module doc), at most ``limit`` of them."""
+def resolve_split(spec: str, split: str) -> tuple[str, str]:
+    """``(spec without a synthetic split suffix, the split read)``: a suffix names the split."""
     match = _SYNTHETIC.match(spec)
-    if match:
-        family, split = match.group(1), match.group(2) or "train"
-        rows = make_rows(family, split, limit, seed)
-        if len(rows) < limit:
-            log.warning("%s: only %d distinct problems exist (asked for %d)", spec, len(rows), limit)
+    if match and match.group(2):
+        return match.group(1), match.group(2)
+    return spec, split
+
+
+def load_task(spec: str, *, split: str, limit: int, seed: int = 0, mix: dict[str, float] | None = None,
+              revision: str | None = None, warn_short: bool = True) -> list[dict]:
+    """Rows in the project's schema for ``spec`` in ``split`` (see module doc), at most ``limit``.
+
+    ``mix`` weighs the families of ``synthetic``; ``revision`` pins a hub dataset; a synthetic
+    family with fewer distinct problems than ``limit`` logs a warning unless ``warn_short`` is off
+    (``limit`` is then a cap, not a request).
+    Raises ValueError for a split the dataset does not have (e.g. ``math500`` train).
+    """
+    spec, split = resolve_split(spec, split)
+    if spec in FAMILIES or spec == "synthetic":
+        if split not in SPLITS:
+            raise ValueError(f"{spec}: unknown split {split!r}; synthetic tasks have {', '.join(SPLITS)}")
+        shares = {spec: 1.0} if spec in FAMILIES else (mix or {family: 1.0 for family in FAMILIES})
+        total = sum(shares.values())
+        rows = [row for family, share in shares.items()
+                for row in make_rows(family, split, round(limit * share / total), seed)]
+        if warn_short and len(rows) < limit and spec in FAMILIES:
+            log.warning("%s_%s: only %d distinct problems exist (asked for %d)", spec, split, len(rows), limit)
         return rows
-    if spec == "synthetic":
-        mix = mix or {family: 1.0 for family in FAMILIES}
-        total = sum(mix.values())
-        rows = []
-        for family, share in mix.items():
-            rows += make_rows(family, "train", round(limit * share / total), seed)
-        return rows
-    return load_dataset(spec, limit=limit)
+    return load_dataset(spec, split=split, limit=limit, revision=revision or None)
+
+
+def check_training_set(spec: str, split: str) -> None:
+    """Raise ValueError, saying why and what to use, if a training or sampling stage would read
+    an evaluation set: a test-only benchmark or a ``test``/``hard`` split."""
+    base, read = resolve_split(spec, split)
+    if base in EVAL_ONLY_BENCHMARKS:
+        raise ValueError(f"{base} has only a test split: it is an evaluation set; train on gsm8k "
+                         "(split train) or a file")
+    if read in EVAL_SPLITS:
+        family = base if base in FAMILIES or base == "synthetic" else None
+        instead = f"dataset={family} with split=train" if family else "split=train (or a validation split)"
+        raise ValueError(f"dataset {spec!r} with split {split!r} reads the {read} split, which evaluation "
+                         f"scores: training and sampling stages never draw from it; use {instead}")
+
+
+def eval_prompts(eval_sets: list[str], limit: int, seed: int = 0) -> list[str]:
+    """The prompts of every evaluation set, each read as evaluate reads it (split ``test``
+    unless the name says ``hard``; synthetic ones with seed ``seed + EVAL_SEED``)."""
+    return [row["prompt"] for name in eval_sets
+            for row in load_task(name, split="test", limit=limit, seed=seed + EVAL_SEED, warn_short=False)]
+
+
+def decontaminate_prompts(rows: list[dict], eval_sets: list[str], *, limit: int,
+                          where: str = "") -> tuple[list[dict], int]:
+    """``rows`` without those whose prompt overlaps an evaluation set's (a shared word 8-gram
+    or the same text, :func:`data.filters.decontaminate`), and how many were removed (logged).
+
+    Raises ValueError when every row is removed: the dataset is an evaluation set.
+    """
+    from data.filters import decontaminate
+
+    if not eval_sets or not rows:
+        return rows, 0
+    kept, removed = decontaminate(rows, eval_prompts(eval_sets, limit))
+    log.info("%sremoved %d of %d prompts that overlap the evaluation sets %s",
+             f"{where}: " if where else "", removed, len(rows), eval_sets)
+    if not kept:
+        raise ValueError(f"{where or 'dataset'}: every prompt overlaps the evaluation sets {eval_sets}; "
+                         "train on a training split, not an evaluation set")
+    return kept, removed
+
+
+@dataclass
+class TrainingData:
+    """The data knobs of every training and sampling stage (a mixin of their configs, which
+    define ``dataset`` themselves); call :meth:`check_data` in ``__post_init__``."""
+
+    split: str = knob("train", "Split of `dataset` read: train (evaluation splits test and hard are refused).")
+    dataset_revision: str = knob("", "Hub datasets only: the revision (commit, tag or branch) to pin; empty = default branch.")
+    eval_sets: list = knob(DEFAULT_BENCHMARKS, "Evaluation sets whose prompts are removed from this stage's "
+                           "(word 8-gram overlap); default: evaluate.benchmarks of params.yaml.",
+                           inherit="evaluate.benchmarks")
+    eval_limit: int = knob(2000, "Rows read per evaluation set for decontamination (the real benchmarks are smaller: all rows).")
+
+    def check_data(self) -> None:
+        """Refuse an evaluation set as this stage's dataset (see :func:`check_training_set`)."""
+        check_training_set(self.dataset, self.split)
+
+    def training_rows(self, limit: int, seed: int, where: str) -> tuple[list[dict], int]:
+        """The stage's decontaminated rows and how many were removed (``where``: the stage)."""
+        rows = load_task(self.dataset, split=self.split, limit=limit, seed=seed, mix=self.mix,
+                         revision=self.dataset_revision)
+        return decontaminate_prompts(rows, self.eval_sets, limit=self.eval_limit, where=where)

@@ -3,7 +3,10 @@
 A stage's knobs live in one dataclass whose fields carry their help text in
 ``metadata["help"]`` (TRL style). Values come from the stage's section of
 params.yaml, then from ``--set key=value`` overrides; an unknown key or a value
-of the wrong type fails with a message naming the key and what is allowed.
+of the wrong type fails with a message naming the key and what is allowed. A knob declared
+with ``inherit="section.key"`` that the stage's section leaves out takes that other value of
+params.yaml (e.g. the evaluation sets every training stage is decontaminated against are
+``evaluate.benchmarks``), so one setting has one home.
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ class ConfigError(ValueError):
     """A params.yaml section or ``--set`` override that does not fit its stage's config."""
 
 
-def knob(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with its one-line help text (shown by ``r1flow stage NAME --help``)."""
+def knob(default: Any, help: str, *, inherit: str | None = None, **kwargs: Any) -> Any:
+    """A dataclass field with its one-line help text (shown by ``r1flow stage NAME --help``).
+
+    ``inherit="section.key"``: when the stage's section does not set the knob, it takes
+    ``section.key`` of params.yaml if present (else ``default``); see :func:`load_stage_config`.
+    """
+    metadata = {"help": help, **({"inherit": inherit} if inherit else {})}
     if isinstance(default, (list, dict)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -128,8 +136,21 @@ def load_stage_config(
     section = params.get(stage) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{params_path}: section {stage!r} must be a mapping")
-    values = {**section, **parse_overrides(overrides or [])}
+    values = {**inherited(cls, params), **section, **parse_overrides(overrides or [])}
     return build_config(cls, values, where=f"{params_path} [{stage}]")
+
+
+def inherited(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``{field: value}`` for each knob of ``cls`` declared with ``inherit="section.key"`` whose
+    section and key exist in ``params`` (the whole params.yaml)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        source = f.metadata.get("inherit")
+        if source:
+            section, _, key = source.partition(".")
+            if isinstance(params.get(section), dict) and key in params[section]:
+                out[f.name] = params[section][key]
+    return out
 
 
 def config_help(cls: type) -> str:
@@ -138,7 +159,9 @@ def config_help(cls: type) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        lines.append(f"  {f.name} ({_type_name(hints[f.name])}, default {default!r}): {f.metadata.get('help', '')}")
+        source = f" (params.yaml {f.metadata['inherit']} if set)" if f.metadata.get("inherit") else ""
+        lines.append(f"  {f.name} ({_type_name(hints[f.name])}, default {default!r}{source}): "
+                     f"{f.metadata.get('help', '')}")
     return "\n".join(lines)
 
 

@@ -103,6 +103,9 @@ def publish(mlrun, out: Path, metrics: dict) -> None:
     """Final metrics, curves, samples, datasets, quality reports and tables to MLflow."""
     label = "@".join(out.relative_to(ARTIFACTS).parts) if out.is_relative_to(ARTIFACTS) else out.name
     mlrun.log_metrics(metrics)
+    texts = {f"r1flow.{key}": value for key, value in metrics.items() if isinstance(value, str)}
+    if texts:  # e.g. model_revision, the commit a hub id was pinned to: lineage, not a number
+        mlrun.set_tags(texts)
     steps = out / "steps.json"
     if steps.is_file():
         rows = json.loads(steps.read_text())

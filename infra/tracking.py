@@ -391,6 +391,10 @@ class StageRun:
         for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=items[i:i + _MAX_METRICS_PER_BATCH])
 
+    def set_tags(self, tags: dict) -> None:
+        """Set (redacted) tags on this run: text lineage such as the pinned model revision."""
+        set_tags(self.run_id, tags)
+
     def log_table(self, rows: list[dict], artifact_file: str) -> None:
         """Log ``rows`` (redacted) as an MLflow table (``.json`` or ``.parquet``), viewable
         in the run's artifacts and comparable across runs in the evaluation view."""
@@ -462,6 +466,9 @@ class NullRun:
         """No-op."""
 
     def flush(self, strict: bool = True) -> None:
+        """No-op."""
+
+    def set_tags(self, tags: dict) -> None:
         """No-op."""
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from data.formatting import r1_zero_prompt
+from data.formatting import render_prompts
 from infra import launch
 from model.grpo import mixing_rate, reflection_rate
 from model.rewards import answer_key, extract_answer, get_reward
 from model.rewards.code import extract_code
-from model.rollout import decode_completions, generate, left_pad
+from model.rollout import decode_completions, generate, left_pad, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class Protocol:
     max_new_tokens: int = 96
     batch_size: int = 256
     seed: int = 0
+    prompt_format: str = "r1_zero"  # data/formatting.py: r1_zero (plain text) | chat (the model's template)
+    output: str = "tags"  # the completion format the prompt asks for: tags | readable
 
 
 def correctness(rows: list[dict], texts: list[str]) -> list[float]:
@@ -53,9 +55,13 @@ def correctness(rows: list[dict], texts: list[str]) -> list[float]:
 
 
 def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, protocol: Protocol,
-           template: Callable[[str], str] = r1_zero_prompt):
-    """``n`` completions per row (row-major) of ``template(row["prompt"])``; returns (texts, lengths)."""
-    ids = tokenizer([template(r["prompt"]) for r in rows])["input_ids"]
+           examples: Sequence[tuple[str, str]] = ()):
+    """``n`` completions per row (row-major) of its prompt as ``protocol`` renders it (after the
+    worked ``examples``, if any: few-shot prompting), each stopped at any EOS id of the model's
+    generation config or the tokenizer; returns (texts, completion lengths in tokens)."""
+    ids = render_prompts(tokenizer, [r["prompt"] for r in rows], prompt_format=protocol.prompt_format,
+                         output=protocol.output, examples=examples)
+    stop_ids = stop_token_ids(model, tokenizer)
     flat = [i for i in range(len(rows)) for _ in range(n)]
     texts: list[str] = []
     lengths: list[int] = []
@@ -66,10 +72,10 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
         chunk = flat[start:start + protocol.batch_size]
         prompt_ids, prompt_mask = left_pad([ids[i] for i in chunk], tokenizer.pad_token_id)
         rollout = generate(model, prompt_ids.to(device), prompt_mask.to(device),
-                           max_new_tokens=protocol.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                           max_new_tokens=protocol.max_new_tokens, eos_token_id=stop_ids,
                            pad_token_id=tokenizer.pad_token_id, temperature=temperature,
                            top_p=protocol.top_p if temperature > 0 else 1.0, generator=generator)
-        texts += decode_completions(tokenizer, rollout)
+        texts += decode_completions(tokenizer, rollout, stop_ids)
         lengths += rollout.completion_mask.sum(dim=1).tolist()
     return texts, lengths
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from data.formatting import R1_ZERO_TEMPLATE, THINK_TAGS
+from dataclasses import dataclass
+
+from data.formatting import PROMPT_FORMATS, THINK_TAGS, frame_chat_template
+from infra.config import knob
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +33,24 @@ PAD_TOKEN = "<|pad|>"
 
 # The R1-Zero prompt as a chat template, so `apply_chat_template` renders exactly
 # what the stages feed the model; an assistant turn is " " + content + EOS.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'user' -%}"
-    + R1_ZERO_TEMPLATE.replace("{prompt}", "{{ message['content'] | trim }}")
-    + "{%- elif message['role'] == 'assistant' -%}"
-    "{{ ' ' + message['content'] | trim + eos_token }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-)
+CHAT_TEMPLATE = frame_chat_template("tags")
+
+
+@dataclass
+class ModelArgs:
+    """Knobs of every stage that loads a model and renders prompts for it (a config mixin;
+    call :meth:`check_model_args` in ``__post_init__``). The output format the prompt asks for
+    is the stage's, not a knob: its config's class attribute ``OUTPUT`` (data/formatting.py)."""
+
+    revision: str = knob("", "Hub ids only: the model revision (commit, tag or branch); empty = default "
+                         "branch. The commit loaded is recorded as model_revision in the stage's metrics.")
+    prompt_format: str = knob("r1_zero", "r1_zero: the paper's plain-text prompt (base models, the tiny "
+                              "default) | chat: the model's chat template, the instruction in the user turn.")
+
+    def check_model_args(self) -> None:
+        """Raise ValueError for an unknown prompt_format."""
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format {self.prompt_format!r}: choose from {PROMPT_FORMATS}")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, max_length: int = 512):
@@ -102,15 +114,24 @@ def build_tiny_model(
 REFERENCE_FILE = "r1flow_reference.json"
 
 
-def write_reference(folder: str | Path, name_or_path: str) -> None:
-    """Record in ``folder`` that the model there is ``name_or_path`` (a base named, not trained)."""
+def write_reference(folder: str | Path, name_or_path: str, revision: str = "") -> None:
+    """Record in ``folder`` that the model there is ``name_or_path`` at ``revision`` (a base
+    named, not trained); :func:`resolve` follows it, so later stages load the same commit."""
     import json
 
-    Path(folder, REFERENCE_FILE).write_text(json.dumps({"name_or_path": name_or_path}) + "\n")
+    ref = {"name_or_path": name_or_path, **({"revision": revision} if revision else {})}
+    Path(folder, REFERENCE_FILE).write_text(json.dumps(ref) + "\n")
 
 
 def resolve(name_or_path: str | Path) -> str:
-    """Follow a reference written by :func:`write_reference`; anything else as given.
+    """Follow a reference written by :func:`write_reference`; anything else as given (see
+    :func:`resolve_pinned`, which also returns the revision)."""
+    return resolve_pinned(name_or_path)[0]
+
+
+def resolve_pinned(name_or_path: str | Path, revision: str = "") -> tuple[str, str]:
+    """``(name or path, revision)``, following a reference written by :func:`write_reference`
+    (its revision wins over ``revision``); anything else as given.
 
     A missing local path (anything but a hub id ``owner/name``) is a FileNotFoundError here,
     rather than a confusing hub error later."""
@@ -119,33 +140,71 @@ def resolve(name_or_path: str | Path) -> str:
     path = Path(name_or_path)
     ref = path / REFERENCE_FILE
     if ref.is_file():
-        return json.loads(ref.read_text())["name_or_path"]
+        data = json.loads(ref.read_text())
+        return data["name_or_path"], data.get("revision", "") or revision
     text = str(name_or_path)
     if not path.exists() and (text.count("/") != 1 or text.startswith((".", "/", "~"))):
         raise FileNotFoundError(f"model {text!r}: no such folder (has the stage that writes it run?)")
-    return text
+    return text, revision
 
 
-def load_tokenizer(name_or_path: str | Path):
-    """Any tokenizer by local path or hub id; guarantees a pad token (EOS if none)."""
+def _source(name_or_path: str | Path, revision: str) -> tuple[str, dict]:
+    """What ``from_pretrained`` gets: a local folder loads with ``local_files_only`` (never the
+    hub, whatever HF_HUB_OFFLINE says); a hub id with its revision when one is named."""
+    name, revision = resolve_pinned(name_or_path, revision)
+    if Path(name).is_dir():
+        return name, {"local_files_only": True}
+    return name, {"revision": revision} if revision else {}
+
+
+def pinned_revision(name_or_path: str | Path, revision: str = "") -> str:
+    """The commit a hub id resolves to at ``revision`` (from the hub, or the local cache when
+    offline); ``"local"`` for a local folder; the revision as named if it cannot be resolved."""
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    name, kwargs = _source(name_or_path, revision)
+    if kwargs.get("local_files_only"):
+        return "local"
+    try:
+        path = cached_file(name, "config.json", **kwargs)
+    except OSError as err:
+        log.warning("could not resolve %s@%s to a commit: %s", name, revision or "main", err)
+        return revision or "unresolved"
+    return extract_commit_hash(path, None) or revision or "unresolved"
+
+
+def load_tokenizer(name_or_path: str | Path, revision: str = ""):
+    """Any tokenizer by local path or hub id (at ``revision``); guarantees a pad token (EOS if none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path))
+    name, kwargs = _source(name_or_path, revision)
+    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_model(name_or_path: str | Path, *, dtype: str = "auto"):
-    """Any causal LM by local path or hub id (hub ids need network; set HF_HUB_OFFLINE=0)."""
+def load_model(name_or_path: str | Path, *, dtype: str = "auto", revision: str = ""):
+    """Any causal LM by local path or hub id at ``revision`` (hub ids need the network or the
+    local cache; HF_HUB_OFFLINE=1, set for tests, allows only the cache)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=torch_dtype)
+    name, kwargs = _source(name_or_path, revision)
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
     if model.dtype != torch.float32 and not torch.cuda.is_available():
         model = model.float()  # CPU training in fp32
     return model
+
+
+def load_pinned(name_or_path: str | Path, revision: str = "") -> tuple[Any, Any, str]:
+    """``(tokenizer, model, commit)``: a model pinned to the commit its revision resolves to now
+    (:func:`pinned_revision`), so tokenizer and weights come from the same commit and the
+    stage can record it (``model_revision`` in its metrics); ``"local"`` for a folder."""
+    commit = pinned_revision(name_or_path, revision)
+    pin = revision if commit in ("local", "unresolved") else commit
+    return load_tokenizer(name_or_path, pin), load_model(name_or_path, revision=pin), commit
 
 
 def save_pretrained(model, tokenizer, out_dir: str | Path) -> Path:

@@ -57,11 +57,11 @@ import torch
 from infra import launch
 from infra.config import knob
 from infra.steplog import StepLog, truncate_jsonl
-from data.formatting import r1_zero_prompt
+from data.formatting import prompt_style, render_prompts
 from model import checkpoint
 from model.engine import make_engine
 from model.rewards import get_reward
-from model.rollout import completion_logprobs, decode_completions, generate, left_pad
+from model.rollout import completion_logprobs, decode_completions, generate, left_pad, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,8 @@ class GRPOTrainer:
         self.ref = None
         if args.beta:
             self.ref = copy.deepcopy(model).eval().requires_grad_(False)
-        self.prompt_ids = tokenizer([r1_zero_prompt(r["prompt"]) for r in rows])["input_ids"]
+        self.prompt_ids = render_prompts(tokenizer, [r["prompt"] for r in rows], **prompt_style(args))
+        self.stop_ids = stop_token_ids(model, tokenizer)
         self.columns = sorted({k for r in rows for k in r} - {"id", "from_step"})
         self.from_step = [int(r.get("from_step") or 1) for r in rows]
         self.engine = None
@@ -332,11 +333,11 @@ class GRPOTrainer:
         generator = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 101 + launch.rank())
         rollout = generate(
             self.engine.module, prompt_ids.to(self.engine.device), prompt_mask.to(self.engine.device),
-            max_new_tokens=a.max_completion_length, eos_token_id=self.tokenizer.eos_token_id,
+            max_new_tokens=a.max_completion_length, eos_token_id=self.stop_ids,
             pad_token_id=self.tokenizer.pad_token_id, temperature=a.temperature, top_p=a.top_p,
             generator=generator if self.engine.device.type == "cpu" else None,
         )
-        return rollout, decode_completions(self.tokenizer, rollout), chosen
+        return rollout, decode_completions(self.tokenizer, rollout, self.stop_ids), chosen
 
     def step(self, step: int) -> dict[str, float]:
         """One GRPO step: rollouts, rewards, advantages, μ policy updates; returns metrics."""

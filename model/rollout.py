@@ -529,15 +529,30 @@ def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, temperature: float) -> 
     return logits / temperature if temperature > 0 else logits
 
 
-def decode_completions(tokenizer, rollout: Rollout) -> list[str]:
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Every id generation stops on: the model's ``generation_config.eos_token_id`` (an int or a
+    list, e.g. Qwen2.5-Instruct's ``<|im_end|>`` and ``<|endoftext|>``), then the tokenizer's
+    EOS; each once, in that order. A model without a generation config gives the tokenizer's."""
+    config = getattr(model, "generation_config", None)
+    ids = getattr(config, "eos_token_id", None)
+    found = [ids] if isinstance(ids, int) else list(ids or [])
+    found += [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if not found:
+        raise ValueError("no EOS id: neither the model's generation_config nor the tokenizer names one")
+    return list(dict.fromkeys(int(i) for i in found))
+
+
+def decode_completions(tokenizer, rollout: Rollout, stop_ids: list[int] | None = None) -> list[str]:
     """Decode each row's completion tokens (mask = 1) without its EOS and padding.
 
-    Only EOS and pad ids are dropped, not every "special" token: whether added tokens such as
-    ``<think>`` count as special differs between transformers releases (5.17 dropped them with
-    ``skip_special_tokens=True``, 5.24 keeps them), and the format reward must see them.
+    ``stop_ids`` are the EOS ids generation stopped on (:func:`stop_token_ids`); default: the
+    tokenizer's EOS. Only these and the pad id are dropped, not every "special" token: whether
+    added tokens such as ``<think>`` count as special differs between transformers releases
+    (5.17 dropped them with ``skip_special_tokens=True``, 5.24 keeps them), and the format reward
+    must see them.
     """
-    drop = {tokenizer.pad_token_id, *([tokenizer.eos_token_id] if isinstance(tokenizer.eos_token_id, int)
-                                      else tokenizer.eos_token_id or [])}
+    eos = tokenizer.eos_token_id if stop_ids is None else stop_ids
+    drop = {tokenizer.pad_token_id, *([eos] if isinstance(eos, int) else eos or [])}
     return [
         tokenizer.decode([t for t in ids[mask.bool()].tolist() if t not in drop], skip_special_tokens=False)
         for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)

@@ -1,8 +1,9 @@
 """Supervised fine-tuning on a DeepSpeed engine, loss on completion tokens only.
 
-Rows are ``{"prompt": question, "completion": text}``; the prompt is rendered with the
-R1-Zero template (as the chat template does) and masked out of the loss, the
-completion is followed by EOS. ``base`` pretraining uses this trainer on the
+Rows are ``{"prompt": question, "completion": text}``; the prompt is rendered by
+data/formatting.py ``render_prompts`` (the stage's prompt format and output format) and masked
+out of the loss; a completion that fits is followed by EOS, a cut one is not (the model must
+not learn to stop mid-thought). ``base`` pretraining uses this trainer on the
 synthetic corpus; later stages use it for cold-start, rejection-sampled SFT and
 distillation.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from data.formatting import r1_zero_prompt
+from data.formatting import prompt_style, render_prompts
 from infra import launch
 from infra.config import knob
 from infra.steplog import StepLog
@@ -55,14 +56,20 @@ class SFTArgs:
             raise ValueError("set epochs > 0 or max_steps > 0")
 
 
-def encode_rows(tokenizer, rows: list[dict], max_length: int) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, completion ids + EOS) per row, the completion cut to fit ``max_length``."""
-    prompts = tokenizer([r1_zero_prompt(r["prompt"]) for r in rows])["input_ids"]
+def encode_rows(tokenizer, rows: list[dict], max_length: int, *, prompt_format: str = "r1_zero",
+                output: str = "tags") -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, completion ids) per row, prompt + completion at most ``max_length`` tokens.
+
+    The prompt is rendered by ``render_prompts`` (``prompt_format``, ``output``: see
+    data/formatting.py). A completion that fits ends with EOS; one cut to fit gets no EOS, so
+    the model never learns to stop mid-thought. At least one completion token is kept.
+    """
+    prompts = render_prompts(tokenizer, [r["prompt"] for r in rows], prompt_format=prompt_format, output=output)
     completions = tokenizer([" " + r["completion"].strip() for r in rows], add_special_tokens=False)["input_ids"]
     out = []
     for p, c in zip(prompts, completions):
-        room = max(1, max_length - len(p) - 1)
-        out.append((p, c[:room] + [tokenizer.eos_token_id]))
+        room = max(1, max_length - len(p))
+        out.append((p, c + [tokenizer.eos_token_id] if len(c) < room else c[:room]))
     return out
 
 
@@ -123,7 +130,7 @@ class SFTTrainer:
         from tqdm.auto import tqdm
 
         a = self.args
-        examples = encode_rows(self.tokenizer, rows, a.max_length)
+        examples = encode_rows(self.tokenizer, rows, a.max_length, **prompt_style(a))
         total = self.total_steps(len(examples))
         self.engine = make_engine(
             self.model, lr=a.lr, weight_decay=a.weight_decay, micro_batch=a.micro_batch,

@@ -87,10 +87,17 @@ def test_humaneval_rows_have_tests_and_entry_point():
 
 
 def test_load_dataset_by_benchmark_name_and_limit():
-    rows = load_dataset("gsm8k", limit=5)
+    rows = load_dataset("gsm8k", split="test", limit=5)
     assert [r["id"] for r in rows] == [f"gsm8k-{i:04d}" for i in range(5)]
+    train = load_dataset("gsm8k", split="train", limit=5)
+    assert [r["id"] for r in train] == [f"gsm8k-train-{i:04d}" for i in range(5)]
+    assert train[0]["prompt"].startswith("Natalia sold clips") and train[0]["answer"] == "72"
+    with pytest.raises(ValueError, match="name the split"):
+        load_dataset("gsm8k")
     with pytest.raises(ValueError, match="openai/gsm8k"):
-        load_dataset("gsm8k", split="train")
+        load_dataset("gsm8k", split="validation")
+    with pytest.raises(ValueError, match="math500 has only a test split: it is an evaluation set"):
+        load_dataset("math500", split="train")
 
 
 def test_shared_data_dir_env_override(tmp_path, monkeypatch):
@@ -265,7 +272,7 @@ def test_known_hub_id_uses_benchmark_conversion(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", FakeDatasets)
     rows = load_dataset("openai/gsm8k", split="train")
     assert calls == [("openai/gsm8k", "main", "train")]
-    assert rows[0]["answer"] == "1234" and rows[0]["id"] == "gsm8k-0000"
+    assert rows[0]["answer"] == "1234" and rows[0]["id"] == "gsm8k-train-0000"
 
 
 def test_unknown_spec_lists_what_is_accepted(tmp_path):

@@ -68,10 +68,10 @@ def _key(row):
 
 
 def test_load_task_names():
-    assert len(load_task("countdown_test", limit=10)) == 10
-    rows = load_task("synthetic", limit=40, mix={"arithmetic": 3, "countdown": 1})
+    assert len(load_task("countdown_test", split="test", limit=10)) == 10
+    rows = load_task("synthetic", split="train", limit=40, mix={"arithmetic": 3, "countdown": 1})
     assert sum(r["source"] == "countdown" for r in rows) == 10
-    assert len(load_task("gsm8k", limit=5)) == 5
+    assert len(load_task("gsm8k", split="test", limit=5)) == 5
 
 
 def test_small_problem_space_ends_instead_of_hanging():

@@ -29,9 +29,9 @@ N GPUs:        deepspeed --num_gpus N --module flows.cli stage all_scenario_rl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from data.general import general_prompts
-from data.tasks import load_task
 from infra.config import knob
 from infra.stage import stage_main
 from model.rewards import use_reward_models
@@ -44,6 +44,7 @@ MODEL_KEYS = {"helpfulness": "helpful_model", "harmlessness": "harmless_model"} 
 
 @dataclass
 class AllScenarioRLConfig(R1ZeroConfig):
+    OUTPUT: ClassVar[str] = "readable"  # what readable_format checks: <think> … </think> then a summary
     model: str = knob("artifacts/sft/model", "Policy to start from: the SFT model on the rejection-sampled mix.")
     dataset_size: int = knob(2000, "Reasoning prompts drawn from the dataset.")
     general_size: int = knob(1000, "General prompts (data/general.py, train split) in the pool once they join.")
@@ -74,23 +75,24 @@ class AllScenarioRLConfig(R1ZeroConfig):
         return round(self.general_from * self.steps) + 1
 
 
-def prompt_rows(cfg: AllScenarioRLConfig) -> list[dict]:
-    """The reasoning prompts (``kind`` reasoning) then the general ones (``kind`` general,
-    ``from_step`` = :attr:`AllScenarioRLConfig.general_from_step`)."""
-    reasoning = [{**row, "kind": "reasoning"}
-                 for row in load_task(cfg.dataset, limit=cfg.dataset_size, seed=cfg.seed, mix=cfg.mix)]
+def prompt_rows(cfg: AllScenarioRLConfig) -> tuple[list[dict], int]:
+    """The reasoning prompts (``kind`` reasoning; those overlapping an evaluation set removed)
+    then the general ones (``kind`` general, ``from_step`` =
+    :attr:`AllScenarioRLConfig.general_from_step`), and how many reasoning prompts were removed."""
+    rows, removed = cfg.training_rows(cfg.dataset_size, cfg.seed, NAME)
+    reasoning = [{**row, "kind": "reasoning"} for row in rows]
     general = [{**row, "kind": "general", "from_step": cfg.general_from_step}
                for row in general_prompts(cfg.general_size, seed=cfg.seed, split="train",
                                           unsafe_share=cfg.unsafe_share)] if cfg.general_size else []
-    return reasoning + general
+    return reasoning + general, removed
 
 
 def run(cfg: AllScenarioRLConfig) -> dict:
     """GRPO on the prompt mix with rule and learned rewards; returns the last step's metrics."""
     use_reward_models(**{reward: getattr(cfg, key) or None for reward, key in MODEL_KEYS.items()})
-    metrics = grpo_stage(NAME, cfg, extra_columns={"language": cfg.language}, rows=prompt_rows(cfg),
-                         suite="prompt_mix")
-    return {**metrics, "general_from_step": cfg.general_from_step}
+    rows, removed = prompt_rows(cfg)
+    metrics = grpo_stage(NAME, cfg, extra_columns={"language": cfg.language}, rows=rows, suite="prompt_mix")
+    return {**metrics, "general_from_step": cfg.general_from_step, "decontaminated": removed}
 
 
 def main(argv: list[str] | None = None) -> dict:

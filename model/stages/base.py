@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from data.loaders import write_jsonl
@@ -36,6 +37,7 @@ from infra.io import staged_dir
 from infra.stage import stage_dir, stage_main
 from infra.steplog import StepLog
 from model import checkpoint, factory
+from model.factory import ModelArgs
 from model.sft import SFTArgs, SFTTrainer
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,9 @@ NAME = "base"
 
 
 @dataclass
-class BaseConfig(SFTArgs):
+class BaseConfig(SFTArgs, ModelArgs):
+    OUTPUT: ClassVar[str] = "tags"  # the corpus is in R1-Zero's format
+
     model: str = knob("", "A Hugging Face causal LM (path or hub id) to use as is; empty = the tiny default.")
     corpus_size: int = knob(40000, "Worked solutions in the synthetic pretraining corpus.")
     mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Share of each task family in the corpus.")
@@ -63,6 +67,7 @@ class BaseConfig(SFTArgs):
 
     def __post_init__(self):
         super().__post_init__()
+        self.check_model_args()
         unknown_languages = set(self.languages) - set(LEXICONS)
         if unknown_languages:
             raise ValueError(f"languages: unknown {sorted(unknown_languages)}; choose from {sorted(LEXICONS)}")
@@ -85,19 +90,21 @@ def pretrain(cfg: BaseConfig, out: Path) -> dict:
     Writes ``out/corpus.jsonl`` (checked by the ``corpus`` suite, report in ``out/quality``),
     trains a tokenizer on it, builds and SFT-pretrains the model (checkpoints and steps log in
     ``out``), saves it atomically to ``out/model`` and clears the checkpoints. With
-    ``cfg.model`` set, only the reference, an empty corpus and an empty steps log are written.
+    ``cfg.model`` set, only the reference (pinned to the commit ``cfg.revision`` resolves to, so
+    every later stage loads that commit), an empty corpus and an empty steps log are written.
 
     Returns:
         The trainer's metrics plus ``trained``, ``parameters`` and the corpus shares.
     """
     out = Path(out)
     if cfg.model:
+        commit = factory.pinned_revision(cfg.model, cfg.revision)
         with staged_dir(out / "model") as tmp:
-            factory.write_reference(tmp, cfg.model)
+            factory.write_reference(tmp, cfg.model, cfg.revision if commit in ("local", "unresolved") else commit)
         write_jsonl([], out / "corpus.jsonl")  # declared outputs exist even when nothing is trained
         StepLog(out / "steps.jsonl").resume(0)
         log.info("%s: using %s as the model (nothing trained)", out, cfg.model)
-        return {"trained": 0}
+        return {"trained": 0, "model_revision": commit}
     noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted,
                   code_switch=cfg.code_switch)
     rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed, languages=cfg.languages)

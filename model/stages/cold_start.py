@@ -8,8 +8,10 @@ They are rewritten into the readable format (``<think>`` reasoning ``</think>`` 
 ``The answer is \\boxed{…}.``) and filtered (data/filters.py): answer correct (the
 shared ``accuracy`` reward), one language, reasoning length window, no repetition
 loops, exact and n-gram near-duplicates removed, and decontaminated by n-gram overlap
-against the prompts of every evaluation set. The rows each filter removed, and the rows
-kept from each source, are logged.
+against the prompts of every evaluation set (``eval_sets``: evaluate.benchmarks of params.yaml
+unless set). The rows each filter removed, and the rows kept from each source, are logged.
+Prompts are the ``train`` split of ``dataset``. The R1-Zero model is prompted as it was trained
+(the Table-1 prompt, ``tags``); the few-shot model with the readable prompt its examples follow.
 
 One CPU rank:  r1flow stage cold_start
 """
@@ -22,14 +24,14 @@ from collections import Counter
 from dataclasses import dataclass
 
 from data.filters import STEPS, curate
-from data.formatting import few_shot_prompt
 from data.loaders import load_rows
 from data.quality import write_checked_jsonl
-from data.tasks import load_task
+from data.tasks import TrainingData, eval_prompts, load_task
 from infra.config import knob
 from infra.stage import stage_dir, stage_main
 from model import factory
 from model.evaluate import Protocol, sample
+from model.factory import ModelArgs
 from model.rewards import get_reward
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ NAME = "cold_start"
 
 
 @dataclass
-class ColdStartConfig:
+class ColdStartConfig(TrainingData, ModelArgs):
     model: str = knob("artifacts/r1_zero/model", "Model whose samples are the candidates (R1-Zero); empty = none.")
     dataset: str = knob("synthetic", "Prompts to sample on (see data/tasks.py).")
     dataset_size: int = knob(1000, "Prompts sampled.")
@@ -53,13 +55,11 @@ class ColdStartConfig:
     language: str = knob("en", "The one language the reasoning must be written in.")
     min_chars: int = knob(20, "Shortest reasoning kept, in characters.")
     max_chars: int = knob(4000, "Longest reasoning kept, in characters.")
-    eval_sets: list = knob(["arithmetic_test", "arithmetic_hard", "countdown_test", "countdown_hard",
-                            "gsm8k", "math500", "aime24", "humaneval"],
-                           "Evaluation sets to decontaminate against (n-gram overlap of prompts).")
-    eval_limit: int = knob(2000, "Rows read per evaluation set (the real benchmarks are smaller: all rows).")
     seed: int = knob(0, "Seed for prompts and sampling.")
 
     def __post_init__(self):
+        self.check_data()
+        self.check_model_args()
         unknown = [s for s in self.steps if s not in STEPS]
         if unknown:
             raise ValueError(f"steps: unknown {unknown}; choose from {list(STEPS)}")
@@ -71,16 +71,20 @@ def candidates(cfg: ColdStartConfig) -> list[dict]:
     """Sampled, few-shot and file-supplied candidate rows (prompt, answer, completion, origin)."""
     rows: list[dict] = []
     if cfg.model:
-        prompts = load_task(cfg.dataset, limit=cfg.dataset_size, seed=cfg.seed, mix=cfg.mix)
-        rows += _sampled(cfg, cfg.model, prompts, "r1_zero")
+        prompts = _prompts(cfg, cfg.dataset_size, cfg.seed)
+        rows += _sampled(cfg, cfg.model, prompts, "r1_zero", output="tags")
     if cfg.few_shot_model and cfg.few_shot_size:
-        prompts = load_task(cfg.dataset, limit=cfg.few_shot_size, seed=cfg.seed + 1, mix=cfg.mix)
+        prompts = _prompts(cfg, cfg.few_shot_size, cfg.seed + 1)
         examples = worked_examples(cfg.few_shot, seed=cfg.seed)
-        rows += _sampled(cfg, cfg.few_shot_model, prompts, "few_shot",
-                         template=lambda q: few_shot_prompt(q, examples))
+        rows += _sampled(cfg, cfg.few_shot_model, prompts, "few_shot", output="readable", examples=examples)
     for path in cfg.files:
         rows += [{**row, "origin": str(path)} for row in load_rows(path)]
     return rows
+
+
+def _prompts(cfg: ColdStartConfig, limit: int, seed: int) -> list[dict]:
+    return load_task(cfg.dataset, split=cfg.split, limit=limit, seed=seed, mix=cfg.mix,
+                     revision=cfg.dataset_revision)
 
 
 def worked_examples(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -100,10 +104,12 @@ def worked_examples(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return examples
 
 
-def _sampled(cfg: ColdStartConfig, model_path: str, prompts: list[dict], origin: str, **kw) -> list[dict]:
-    tokenizer, model = factory.load_tokenizer(model_path), factory.load_model(model_path)
+def _sampled(cfg: ColdStartConfig, model_path: str, prompts: list[dict], origin: str, *, output: str,
+             **kw) -> list[dict]:
+    tokenizer, model, _ = factory.load_pinned(model_path, cfg.revision)
     n = cfg.samples_per_prompt
-    protocol = Protocol(k=n, temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    protocol = Protocol(k=n, temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                        prompt_format=cfg.prompt_format, output=output)
     texts, _ = sample(model, tokenizer, prompts, n=n, temperature=cfg.temperature, protocol=protocol, **kw)
     return [{**prompts[j // n], "id": f"{prompts[j // n]['id']}-{origin}{j % n}", "completion": text, "origin": origin}
             for j, text in enumerate(texts)]
@@ -113,8 +119,8 @@ def run(cfg: ColdStartConfig) -> dict:
     """Generate, rewrite, filter and check the cold-start set; returns counts per filter."""
     out = stage_dir(NAME)
     rows = candidates(cfg)
-    eval_prompts = [r["prompt"] for name in cfg.eval_sets for r in load_task(name, limit=cfg.eval_limit)]
-    kept, removed = curate(rows, steps=cfg.steps, judge=get_reward("accuracy"), eval_prompts=eval_prompts,
+    kept, removed = curate(rows, steps=cfg.steps, judge=get_reward("accuracy"),
+                           eval_prompts=eval_prompts(cfg.eval_sets, cfg.eval_limit),
                            language=cfg.language, min_chars=cfg.min_chars, max_chars=cfg.max_chars)
     if not kept:
         raise ValueError(f"cold_start: no candidate survived curation (removed per step: {removed})")

@@ -23,15 +23,14 @@ from dataclasses import dataclass
 
 from infra.config import knob
 from infra.stage import item_path, stage_dir, stage_main
-from model.sft import SFTArgs
-from model.stages.common import sft_stage
+from model.stages.common import SFTStageArgs, sft_stage
 
 log = logging.getLogger(__name__)
 NAME = "distill"
 
 
 @dataclass
-class DistillConfig(SFTArgs):
+class DistillConfig(SFTStageArgs):
     item: str = knob("", "Student name, the foreach item of `r1flow stage distill@<name>`.")
     model: str = knob("artifacts/student/{item}/model", "Student to fine-tune; {item} is replaced by its name.")
     data: str = knob("artifacts/traces/traces.jsonl", "Teacher traces: prompt + completion rows (stage traces).")

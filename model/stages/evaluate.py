@@ -12,19 +12,26 @@ shaped ``{model: {benchmark: {"pass@1", "cons@k", "greedy", "mean_length",
 "reflection_rate", "mixing_rate", "format_rate", "readable_rate", "n", "k"}}}``, with a Markdown table
 beside it in ``table.md``.
 
+Benchmarks are read in ``split`` (test; a ``_hard`` suffix names the hard split). Each model is
+prompted for the output format it was trained to write: the readable format (``<think>`` …
+``</think>`` then ``\\boxed{}``) for the names in ``readable_models``, R1-Zero's Table-1 prompt
+for the others; ``prompt_format`` chooses plain text or the model's chat template.
+
 One CPU rank:  r1flow stage evaluate@r1_zero   (or r1flow stage evaluate)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
-from data.tasks import load_task
+from data.tasks import DEFAULT_BENCHMARKS, EVAL_SEED, load_task
 from infra.config import knob
 from infra.stage import stage_dir, stage_main
 from model import factory
 from model.evaluate import Protocol, evaluate
+from model.factory import ModelArgs
 from model.grpo import DEFAULT_REFLECTION
 
 log = logging.getLogger(__name__)
@@ -32,12 +39,16 @@ NAME = "evaluate"
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(ModelArgs):
     models: dict = knob({"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model"},
                         "Name -> model path or hub id (the foreach items of evaluate@MODEL).")
     item: str = knob("", "Evaluate only this name of `models` (set by `evaluate@NAME`); empty = all.")
-    benchmarks: list = knob(["arithmetic_test", "arithmetic_hard", "countdown_test", "countdown_hard"],
-                            "Prompt sets (see data/tasks.py): synthetic splits, gsm8k, math500, aime24, humaneval, files.")
+    benchmarks: list = knob(DEFAULT_BENCHMARKS, "Prompt sets (see data/tasks.py): synthetic splits, gsm8k, math500, "
+                            "aime24, humaneval, files. Every training stage is decontaminated against them.")
+    split: str = knob("test", "Split of each benchmark read (a synthetic name's _test/_hard suffix wins).")
+    readable_models: list = knob(["reasoning_rl", "r1", "s64_distill", "s96_distill"],
+                                 "Names of `models` trained after the cold start: prompted for the readable "
+                                 "format; the others get the R1-Zero prompt.")
     limit: int = knob(200, "Problems per benchmark.")
     k: int = knob(4, "Samples per problem for pass@1 and cons@k (paper: 64).")
     temperature: float = knob(0.6, "Sampling temperature (paper: 0.6).")
@@ -48,6 +59,7 @@ class EvaluateConfig:
     seed: int = knob(0, "Seed for benchmark generation and sampling.")
 
     def __post_init__(self):
+        self.check_model_args()
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if not self.models or not self.benchmarks:
@@ -63,12 +75,15 @@ def run(cfg: EvaluateConfig) -> dict:
     out = stage_dir(NAME, cfg.item)
     models = {cfg.item: cfg.models[cfg.item]} if cfg.item else cfg.models
     protocol = Protocol(k=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
-    benchmarks = {name: load_task(name, limit=cfg.limit, seed=cfg.seed + 12345) for name in cfg.benchmarks}
+                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
+                        prompt_format=cfg.prompt_format)
+    benchmarks = {name: load_task(name, split=cfg.split, limit=cfg.limit, seed=cfg.seed + EVAL_SEED)
+                  for name in cfg.benchmarks}
     results: dict[str, dict] = {}
     for model_name, path in models.items():
-        tokenizer = factory.load_tokenizer(path)
-        model = factory.load_model(path)
+        tokenizer, model, _ = factory.load_pinned(path, cfg.revision)
+        output = "readable" if model_name in cfg.readable_models else "tags"
+        protocol = dataclasses.replace(protocol, output=output)
         results[model_name] = {}
         for bench, rows in tqdm(benchmarks.items(), desc=f"evaluate {model_name}"):
             results[model_name][bench] = evaluate(model, tokenizer, rows, protocol, cfg.reflection_phrases)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
+from data.tasks import TrainingData
 from infra.config import knob
 from infra.stage import stage_main
+from model.factory import ModelArgs
 from model.grpo import GRPOArgs
 from model.stages.common import grpo_stage
 
@@ -25,11 +28,18 @@ NAME = "r1_zero"
 
 
 @dataclass
-class R1ZeroConfig(GRPOArgs):
+class R1ZeroConfig(GRPOArgs, TrainingData, ModelArgs):
+    OUTPUT: ClassVar[str] = "tags"  # the paper's Table-1 prompt and format reward
+
     model: str = knob("artifacts/base/model", "Policy to start from (path or hub id).")
-    dataset: str = knob("synthetic", "Prompt set: synthetic, arithmetic, countdown, gsm8k, a file, a hub id.")
+    dataset: str = knob("synthetic", "Prompt set: synthetic, arithmetic, countdown, gsm8k, a file, a hub id (read in `split`).")
     dataset_size: int = knob(4000, "Prompts drawn from the dataset.")
     mix: dict = knob({"arithmetic": 0.75, "countdown": 0.25}, "Family shares when dataset is synthetic.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_data()
+        self.check_model_args()
 
 
 def run(cfg: R1ZeroConfig) -> dict:

@@ -13,6 +13,7 @@ N GPUs:        deepspeed --num_gpus N --module flows.cli stage reasoning_rl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from infra.config import knob
 from infra.stage import stage_main
@@ -24,6 +25,7 @@ NAME = "reasoning_rl"
 
 @dataclass
 class ReasoningRLConfig(R1ZeroConfig):
+    OUTPUT: ClassVar[str] = "readable"  # what readable_format checks: <think> … </think> then \boxed{}
     model: str = knob("artifacts/sft_cold/model", "Policy to start from: the cold-start SFT model.")
     rewards: dict = knob({"accuracy": 1.0, "readable_format": 0.5, "language_consistency": 0.5},
                          "Reward name -> weight; the sum is r_i (the readable format taught by the cold start).")

@@ -3,7 +3,8 @@
 When reasoning RL has converged, the paper samples several responses per training prompt
 from its checkpoint and keeps only the good ones: correct (rule-checked, or judged by
 DeepSeek-V3 for prompts without a rule), free of mixed languages, long paragraphs and code
-blocks. Here, for each of ``dataset_size`` train prompts, ``samples_per_prompt`` completions
+blocks. Here, for each of ``dataset_size`` train prompts (``split`` train, those overlapping an
+evaluation set removed and counted as ``decontaminated``), ``samples_per_prompt`` completions
 are sampled from the reasoning-RL model (model/evaluate.py ``sample``) and pass, in order:
 
 1. ``readable``: the ``readable_format`` reward is 1 (``<think>`` … ``</think>`` then
@@ -33,6 +34,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -40,11 +42,12 @@ from data.filters import correct, dedupe_exact, keep_if
 from data.general import general_sft_rows
 from data.loaders import load_rows
 from data.quality import write_checked_jsonl
-from data.tasks import load_task
+from data.tasks import TrainingData, decontaminate_prompts
 from infra.config import knob
 from infra.stage import stage_dir, stage_main
 from model import factory
 from model.evaluate import Protocol, sample
+from model.factory import ModelArgs
 from model.rewards import get_reward
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,11 @@ FILTERS = ("readable", "correct", "single_language", "pass_rate", "duplicate", "
 
 
 @dataclass
-class SamplingArgs:
+class SamplingArgs(TrainingData, ModelArgs):
     """What rejection sampling and the distillation traces share: sample a model on train
     prompts (plus optional files) and keep the good completions (:data:`FILTERS`)."""
+
+    OUTPUT: ClassVar[str] = "readable"  # the sampled models were trained after the cold start
 
     model: str = knob("artifacts/reasoning_rl/model", "Model sampled: the converged reasoning-RL checkpoint.")
     dataset: str = knob("synthetic", "Train prompts sampled (see data/tasks.py).")
@@ -74,6 +79,8 @@ class SamplingArgs:
     seed: int = knob(0, "Seed for prompts and sampling.")
 
     def __post_init__(self):
+        self.check_data()
+        self.check_model_args()
         if not 0.0 <= self.min_pass_rate < self.max_pass_rate <= 1.0:
             raise ValueError(f"need 0 <= min_pass_rate < max_pass_rate <= 1, got "
                              f"({self.min_pass_rate}, {self.max_pass_rate}]")
@@ -94,28 +101,31 @@ class RejectionSamplingConfig(SamplingArgs):
             raise ValueError(f"general_share must be in [0, 1), got {self.general_share}")
 
 
-def candidates(cfg) -> list[dict]:
+def candidates(cfg) -> tuple[list[dict], int]:
     """Samples of ``cfg.model`` (when set) and the rows of ``cfg.files``, each with its
-    ``prompt_id`` (a file row's prompt text)."""
-    rows = sampled(cfg) if cfg.model else []
-    for path in cfg.files:
-        rows += [{**row, "prompt_id": row["prompt"]} for row in load_rows(path)]
-    return rows
+    ``prompt_id`` (a file row's prompt text); and how many prompts overlapping an evaluation
+    set were removed (from the sampled prompts and the files)."""
+    rows, removed = sampled(cfg) if cfg.model else ([], 0)
+    files = [{**row, "prompt_id": row["prompt"]} for path in cfg.files for row in load_rows(path)]
+    files, dropped = decontaminate_prompts(files, cfg.eval_sets, limit=cfg.eval_limit, where=f"{cfg.files}")
+    return rows + files, removed + dropped
 
 
-def sampled(cfg) -> list[dict]:
-    """``samples_per_prompt`` sampled completions per train prompt, as rows (prompt columns,
-    ``id`` = ``<prompt id>-s<j>``, ``prompt_id``, ``completion``), prompt by prompt."""
-    prompts = load_task(cfg.dataset, limit=cfg.dataset_size, seed=cfg.seed, mix=cfg.mix)
-    tokenizer, model = factory.load_tokenizer(cfg.model), factory.load_model(cfg.model)
+def sampled(cfg) -> tuple[list[dict], int]:
+    """``samples_per_prompt`` sampled completions per decontaminated train prompt, as rows
+    (prompt columns, ``id`` = ``<prompt id>-s<j>``, ``prompt_id``, ``completion``), prompt by
+    prompt; and how many prompts were removed as overlapping an evaluation set."""
+    prompts, removed = cfg.training_rows(cfg.dataset_size, cfg.seed, "sampled prompts")
+    tokenizer, model, _ = factory.load_pinned(cfg.model, cfg.revision)
     if torch.cuda.is_available():
         model = model.to("cuda")
     n = cfg.samples_per_prompt
     protocol = Protocol(k=n, temperature=cfg.temperature, top_p=cfg.top_p,
-                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
+                        prompt_format=cfg.prompt_format, output=cfg.OUTPUT)
     texts, _ = sample(model, tokenizer, prompts, n=n, temperature=cfg.temperature, protocol=protocol)
     return [{**prompts[j // n], "id": f"{prompts[j // n]['id']}-s{j % n}", "prompt_id": prompts[j // n]["id"],
-             "completion": text} for j, text in enumerate(texts)]
+             "completion": text} for j, text in enumerate(texts)], removed
 
 
 def pass_rates(rows: list[dict]) -> dict[str, float]:
@@ -169,7 +179,7 @@ def histogram(rates: dict[str, float], n: int) -> dict[str, float]:
 def run(cfg: RejectionSamplingConfig) -> dict:
     """Sample, filter, add general rows, check and write the mix; returns counts."""
     out = stage_dir(NAME)
-    rows = candidates(cfg)
+    rows, decontaminated = candidates(cfg)
     rates = pass_rates(rows)
     kept, removed = select(rows, rates, cfg)
     if not kept:
@@ -182,7 +192,7 @@ def run(cfg: RejectionSamplingConfig) -> dict:
     log.info("%s: kept %d of %d samples (%s), added %d general rows", NAME, len(kept), len(rows), removed,
              len(general))
     return {"prompts": len(rates), "candidates": len(rows), "kept": len(kept), "kept_share": len(kept) / len(rows),
-            "general_rows": len(general), "rows": len(reasoning) + len(general),
+            "general_rows": len(general), "rows": len(reasoning) + len(general), "decontaminated": decontaminated,
             **{f"removed/{name}": count for name, count in removed.items()},
             **histogram(rates, cfg.samples_per_prompt)}
 

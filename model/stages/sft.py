@@ -19,14 +19,13 @@ from dataclasses import dataclass
 
 from infra.config import knob
 from infra.stage import stage_main
-from model.sft import SFTArgs
-from model.stages.common import sft_stage
+from model.stages.common import SFTStageArgs, sft_stage
 
 NAME = "sft"
 
 
 @dataclass
-class SFTConfig(SFTArgs):
+class SFTConfig(SFTStageArgs):
     model: str = knob("artifacts/base/model", "Model to fine-tune (the base, not the RL checkpoint, as in the paper).")
     data: str = knob("artifacts/rejection_sampling/data.jsonl", "The rejection-sampled mix: prompt + completion.")
     epochs: float = knob(2.0, "Passes over the mix (paper: 2).")

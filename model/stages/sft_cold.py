@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 from infra.config import knob
 from infra.stage import stage_main
-from model.sft import SFTArgs
-from model.stages.common import sft_stage
+from model.stages.common import SFTStageArgs, sft_stage
 
 NAME = "sft_cold"
 
 
 @dataclass
-class SFTColdConfig(SFTArgs):
+class SFTColdConfig(SFTStageArgs):
     model: str = knob("artifacts/base/model", "Model to fine-tune (the base, as in the paper).")
     data: str = knob("artifacts/cold_start/data.jsonl", "Cold-start rows: prompt + completion.")
 

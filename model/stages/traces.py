@@ -45,7 +45,7 @@ class TracesConfig(rejection_sampling.SamplingArgs):
 def run(cfg: TracesConfig) -> dict:
     """Sample, filter and check the traces; returns counts per filter and the coverage."""
     out = stage_dir(NAME)
-    rows = rejection_sampling.candidates(cfg)
+    rows, decontaminated = rejection_sampling.candidates(cfg)
     rates = rejection_sampling.pass_rates(rows)
     kept, removed = rejection_sampling.select(rows, rates, cfg)
     if not kept:
@@ -55,7 +55,7 @@ def run(cfg: TracesConfig) -> dict:
     write_checked_jsonl(traces, out / "traces.jsonl", "traces", report_dir=out / "quality")
     log.info("%s: kept %d of %d candidates (removed %s)", NAME, len(kept), len(rows), removed)
     return {"candidates": len(rows), "kept": len(kept), "kept_share": len(kept) / len(rows),
-            "prompts_covered": len({r["prompt_id"] for r in kept}) / len(rates),
+            "prompts_covered": len({r["prompt_id"] for r in kept}) / len(rates), "decontaminated": decontaminated,
             **{f"removed/{name}": count for name, count in removed.items()},
             **rejection_sampling.histogram(rates, cfg.samples_per_prompt)}
 
