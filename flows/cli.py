@@ -82,10 +82,10 @@ def cmd_launch(argv: list[str]) -> None:
         os.execve(cmd[0], cmd, env)
 
 
-def _embedded_defaults(offline: bool = True) -> None:
+def _embedded_defaults() -> None:
+    # No HF_HUB_OFFLINE here: local models load with local_files_only (model/factory.py), and a
+    # user who names a hub id (a recipe, --set base.model=...) gets the hub.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if offline:  # the embedded default needs no hub; a recipe may name hub models
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def copy_outputs(source: Path, dest: Path) -> None:
@@ -122,7 +122,7 @@ def cmd_run(argv: list[str]) -> None:
             load_recipe(args.recipe)  # a bad recipe fails here, before any server starts
         except ValueError as err:
             raise SystemExit(f"r1flow run: {err}") from None
-    _embedded_defaults(offline=not args.recipe)
+    _embedded_defaults()
     result = r1_pipeline(recipe=args.recipe, params=params or None)
     copy_outputs(Path(result["workspace"]) / "artifacts", Path("artifacts"))
     report = Path("artifacts") / "report" / "report.md"

@@ -107,6 +107,7 @@ def worked_examples(n: int, seed: int = 0) -> list[tuple[str, str]]:
 def _sampled(cfg: ColdStartConfig, model_path: str, prompts: list[dict], origin: str, *, output: str,
              **kw) -> list[dict]:
     tokenizer, model, _ = factory.load_pinned(model_path, cfg.revision)
+    model = model.to(factory.inference_device())
     n = cfg.samples_per_prompt
     protocol = Protocol(k=n, temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                         prompt_format=cfg.prompt_format, output=output)

@@ -82,6 +82,7 @@ def run(cfg: EvaluateConfig) -> dict:
     results: dict[str, dict] = {}
     for model_name, path in models.items():
         tokenizer, model, _ = factory.load_pinned(path, cfg.revision)
+        model = model.to(factory.inference_device())
         output = "readable" if model_name in cfg.readable_models else "tags"
         protocol = dataclasses.replace(protocol, output=output)
         results[model_name] = {}

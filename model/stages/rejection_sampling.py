@@ -36,8 +36,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from data.filters import correct, dedupe_exact, keep_if
 from data.general import general_sft_rows
 from data.loaders import load_rows
@@ -117,8 +115,7 @@ def sampled(cfg) -> tuple[list[dict], int]:
     prompt; and how many prompts were removed as overlapping an evaluation set."""
     prompts, removed = cfg.training_rows(cfg.dataset_size, cfg.seed, "sampled prompts")
     tokenizer, model, _ = factory.load_pinned(cfg.model, cfg.revision)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    model = model.to(factory.inference_device())
     n = cfg.samples_per_prompt
     protocol = Protocol(k=n, temperature=cfg.temperature, top_p=cfg.top_p,
                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
