@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from infra import launch, tracking
+from infra.config import load_params
 from infra.dag import stage_graph
 from tasks.stages import run_stage, retries_for
 from tasks.tracking import close_pipeline_run, open_pipeline_run
@@ -66,7 +67,43 @@ def load_recipe(path: str | Path) -> dict[str, dict]:
     unknown = sorted(set(recipe) - set(STAGES))
     if unknown:
         raise ValueError(f"recipe {path}: unknown stage section(s) {unknown}; stages: {list(STAGES)}")
+    check_params({**load_params("params.yaml"), **recipe} if Path("params.yaml").is_file() else recipe,
+                 where=f"recipe {path}")
     return recipe
+
+
+def check_params(params: dict[str, dict], where: str = "params") -> None:
+    """Build every stage's config from ``params`` (a whole params.yaml), so that an unknown key
+    or a bad value fails before a run starts rather than when its stage is reached.
+
+    Raises:
+        ValueError: naming ``where``, the stage and the key (the config's own message).
+    """
+    import dataclasses
+    import importlib
+
+    from flows.cli import STAGES
+    from infra.config import ConfigError, build_config, inherited
+
+    for stage, module in STAGES.items():
+        cls = _config_class(importlib.import_module(module))
+        values = {**inherited(cls, params), **(params.get(stage) or {})}
+        try:
+            build_config(cls, values, where=f"{where} [{stage}]")
+        except (ConfigError, ValueError, TypeError) as err:
+            raise ValueError(str(err)) from None
+        assert dataclasses.is_dataclass(cls)
+
+
+def _config_class(module) -> type:
+    """The config dataclass a stage module defines (its ``*Config``)."""
+    import dataclasses
+
+    found = [v for k, v in vars(module).items() if k.endswith("Config") and dataclasses.is_dataclass(v)
+             and v.__module__ == module.__name__]
+    if len(found) != 1:
+        raise RuntimeError(f"{module.__name__}: expected one *Config dataclass, found {[c.__name__ for c in found]}")
+    return found[0]
 
 
 def _overrides(**values: Any) -> dict[str, dict]:

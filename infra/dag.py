@@ -29,16 +29,22 @@ def stage_outputs(stage: dict) -> list[str]:
 
 
 def stage_graph(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, list[str]]:
-    """``{stage: [upstream stages]}``: a stage depends on another when one of its deps is
-    (or lies inside) one of the other's outputs. Keys are in a topological order."""
+    """``{stage: [upstream stages]}``: a stage depends on another when one of its deps is, lies
+    inside or holds one of the other's outputs (as DVC links them). Keys are in a topological
+    order."""
     stages = load_stages(dvc_yaml)
     producer = {out: name for name, st in stages.items() for out in stage_outputs(st)}
     graph: dict[str, list[str]] = {}
     for name, st in stages.items():
         ups = {producer[o] for dep in st["deps"] for o in producer
-               if (dep == o or dep.startswith(o.rstrip("/") + "/")) and producer[o] != name}
+               if _overlap(dep, o) and producer[o] != name}
         graph[name] = sorted(ups)
     return _topological(graph)
+
+
+def _overlap(a: str, b: str) -> bool:
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
 def _topological(graph: dict[str, list[str]]) -> dict[str, list[str]]:
