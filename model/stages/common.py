@@ -9,12 +9,12 @@ from pathlib import Path
 from data.loaders import read_jsonl
 from data.quality import write_checked_jsonl
 from data.tasks import load_task
-from infra.io import staged_dir
 from infra.stage import stage_dir
 from infra.steplog import StepLog
 from model import checkpoint, factory
 from model.grpo import GRPOTrainer
 from model.sft import SFTTrainer
+from model.trainer import save_model
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def grpo_stage(name: str, cfg, extra_columns: dict | None = None, *, rows: list[
     model = factory.load_model(cfg.model)
     trainer = GRPOTrainer(model, tokenizer, rows, cfg, out)
     last = trainer.train()
-    with staged_dir(out / "model") as tmp:
-        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    save_model(trainer.engine, tokenizer, out / "model")
     checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
     history = trainer.steps.read()
     window = max(1, len(history) // 10)
@@ -79,7 +78,6 @@ def sft_stage(name: str, cfg, *, out: Path | None = None) -> dict:
     model = factory.load_model(cfg.model)
     trainer = SFTTrainer(model, tokenizer, cfg, out, steps=StepLog(out / "steps.jsonl"))
     metrics = trainer.train(rows)
-    with staged_dir(out / "model") as tmp:
-        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    save_model(trainer.engine, tokenizer, out / "model")
     checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
     return {**metrics, "rows": len(rows), "steps_done": trainer.total_steps(len(rows))}
