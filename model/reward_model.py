@@ -19,7 +19,8 @@ Objectives (paper 2.3.4):
 Training runs on a DeepSpeed engine (one CPU rank when no launcher is used), resumes from
 ``<out_dir>/checkpoints/<name>`` like :mod:`model.sft`, and logs per-step metrics
 ``<name>_loss``, ``<name>_accuracy`` (on the step's batch), ``<name>_margin`` / ``<name>_reward``,
-``<name>_lr``, ``<name>_grad_norm``, ``<name>_tokens_per_s`` through a StepLog.
+``<name>_lr``, ``<name>_grad_norm``, ``<name>_tokens_per_s`` through a StepLog. On N ranks the
+global batch is sharded as in :mod:`model.sft` and the metrics are those of the whole batch.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ class RewardTrainer(Trainer):
         a = self.args
         order = global_batch(len(examples), a.batch_size, step, seed=f"{a.seed}/{self.name}")
         micros = rank_micro_batches(order, a.micro_batch)
-        log_shard(step, [i for m in micros for i in m])
+        log_shard(self.name, step, [i for m in micros for i in m])
         return [[examples[i] for i in micro] for micro in micros]
 
     def loss(self, micro: list[tuple]) -> tuple[torch.Tensor, dict[str, float], int]:

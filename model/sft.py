@@ -6,8 +6,16 @@ completion is followed by EOS. ``base`` pretraining uses this trainer on the
 synthetic corpus; later stages use it for cold-start, rejection-sampled SFT and
 distillation.
 
-One CPU rank: ``r1flow stage base``. N GPUs:
-``deepspeed --num_gpus N --module flows.cli stage base``.
+N ranks, one result (model/trainer.py): each optimizer step takes a global batch of
+``batch_size`` rows from one seeded permutation per epoch (the same on every rank), cut into
+micro-batches of ``micro_batch`` rows; rank r takes the r-th contiguous share of them and
+accumulates ``batch_size / (micro_batch x world size)`` micro-batches, so W ranks compute the
+update one rank computes. The logged loss is the mean over all the step's micro-batches; rank
+0 alone writes the model (ZeRO-3 weights consolidated first) and ``steps.jsonl``.
+
+One CPU rank:  r1flow stage base
+Two CPU ranks: OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m flows.cli stage base
+N GPUs:        deepspeed --num_gpus N --module flows.cli stage base
 """
 
 from __future__ import annotations
@@ -116,7 +124,7 @@ class SFTTrainer(Trainer):
         """This rank's micro-batches of optimizer step ``step`` (1-based)."""
         a = self.args
         micros = rank_micro_batches(global_batch(len(examples), a.batch_size, step, seed=a.seed), a.micro_batch)
-        log_shard(step, [i for m in micros for i in m])
+        log_shard(self.desc, step, [i for m in micros for i in m])
         return [[examples[i] for i in micro] for micro in micros]
 
     def train(self, rows: list[dict]) -> dict[str, float]:

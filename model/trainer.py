@@ -109,11 +109,12 @@ def rank_share(n: int, what: str = "rows") -> slice:
     return slice(rank * share, (rank + 1) * share)
 
 
-def log_shard(step: int, ids: Sequence[int]) -> None:
+def log_shard(trainer: str, step: int, ids: Sequence[int]) -> None:
     """A DEBUG line naming the global row ids this rank trains on at ``step``
-    (``shard step=S rank=R rows=[...]``), so a run can show that ranks' shares are disjoint."""
+    (``shard <trainer> step=S rank=R rows=[...]``), so a run can show that ranks' shares are
+    disjoint (tests/test_distributed.py reads them with R1FLOW_LOG_LEVEL=DEBUG)."""
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("shard step=%d rank=%d rows=%s", step, launch.rank(), json.dumps([int(i) for i in ids]))
+        log.debug("shard %s step=%d rank=%d rows=%s", trainer, step, launch.rank(), json.dumps([int(i) for i in ids]))
 
 
 def grad_accum_steps(batch_size: int, micro_batch: int) -> int:
@@ -137,18 +138,29 @@ def partitioned(module: torch.nn.Module) -> bool:
     return any(hasattr(p, "ds_id") for p in module.parameters())
 
 
-def full_state_dict(engine) -> dict[str, torch.Tensor] | None:
-    """The whole model's state dict on rank 0 (CPU tensors), None on other ranks.
+def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """``module.state_dict()`` with whole tensors (CPU) on rank 0, None on other ranks.
 
-    Under ZeRO-3 it is consolidated layer by layer (DeepSpeed's
-    ``_zero3_consolidated_16bit_state_dict``, which keeps the parameters' dtype despite its
-    name); every rank must call this. Other stages hold whole weights on every rank.
+    ZeRO-3 partitions are gathered one module at a time (``GatheredParameters``), so at most
+    one layer is whole at once beyond the result; every rank must call. A tied weight appears
+    under each of its names, as in ``state_dict()``.
     """
-    if engine.zero_optimization_partition_weights():
-        return engine._zero3_consolidated_16bit_state_dict()
-    if not is_main():
-        return None
-    return {k: v.detach().cpu() for k, v in engine.module.state_dict().items()}
+    if not partitioned(module):
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()} if is_main() else None
+    state: dict[str, torch.Tensor] = {}
+    seen: dict[int, torch.Tensor] = {}  # a tied weight stays one tensor, so savers can drop its alias
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        own = dict(sub.named_parameters(recurse=False))
+        with _gathered(list(own.values()), True):
+            if is_main():
+                for name, p in own.items():
+                    if id(p) not in seen:
+                        seen[id(p)] = p.detach().cpu().clone()
+                    state[f"{prefix}.{name}" if prefix else name] = seen[id(p)]
+                for name, buf in sub.named_buffers(recurse=False):
+                    if name not in sub._non_persistent_buffers_set:
+                        state[f"{prefix}.{name}" if prefix else name] = buf.detach().cpu().clone()
+    return state if is_main() else None
 
 
 def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
@@ -210,6 +222,28 @@ def gathered_for_generation(engine) -> Iterator[torch.nn.Module]:
         fast_decode.clear()  # its buffers point at the gathered storage, freed now
 
 
+@contextlib.contextmanager
+def seeded_sampling(device: torch.device, key: tuple) -> Iterator[torch.Generator | None]:
+    """Sampling randomness that depends only on ``key`` (e.g. seed, step, chunk index), never
+    on the rank, so runs of any world size that sample the same chunk draw the same tokens.
+
+    On CPU yields a ``torch.Generator`` seeded from ``key``. On CUDA it yields None and seeds
+    the default CUDA generator instead, inside ``fork_rng`` (the previous state is restored on
+    exit): the static-cache decoder's CUDA graphs draw from the default generator, and an
+    explicit generator would turn that path off (model/fast_decode.py ``supports``).
+    """
+    import hashlib
+
+    seed = int.from_bytes(hashlib.sha256("/".join(map(str, key)).encode()).digest()[:7], "little")
+    if device.type != "cuda":
+        yield torch.Generator(device=device).manual_seed(seed)
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    with torch.random.fork_rng(devices=[index]), torch.cuda.device(index):
+        torch.cuda.manual_seed(seed)
+        yield None
+
+
 def reference_engine(model: torch.nn.Module, policy_engine, micro_batch: int):
     """The frozen reference model for the KL term, placed like the policy.
 
@@ -236,7 +270,7 @@ def save_model(engine, tokenizer, out: str | Path) -> Path:
     rank 0 alone writes, through a staged folder renamed into place, then all ranks meet.
     """
     out = Path(out)
-    state = full_state_dict(engine)
+    state = full_state_dict(engine.module)
     with main_rank_writes() as writer:
         if writer:
             if not state:
