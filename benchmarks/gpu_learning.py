@@ -27,6 +27,7 @@ def main() -> None:
     from model import factory
     from model.grpo import GRPOArgs, GRPOTrainer
     from model.sft import SFTArgs, SFTTrainer
+    from model.trainer import save_model
 
     out = tempfile.mkdtemp(prefix="gpu-learning-")
     mix = {"arithmetic": 0.75, "countdown": 0.25}
@@ -40,7 +41,7 @@ def main() -> None:
     t_sft = time.time() - t0
     prompts = load_task("synthetic", split="train", limit=4000, seed=0, mix=mix)
     # A fresh model object, as the r1_zero stage loads it: the SFT engine's ZeRO hooks stay on its own.
-    factory.save_pretrained(sft.engine.module, tok, f"{out}/base/model")
+    save_model(sft.engine, tok, f"{out}/base/model")
     policy = factory.load_model(f"{out}/base/model", dtype="float32").to(model.device)
     grpo = GRPOTrainer(policy, tok, prompts, GRPOArgs(steps=args.rl_steps, checkpoint_every=0,
                                                                  sample_every=10), f"{out}/r1_zero")

@@ -78,7 +78,7 @@ def r1flow(steps: int, prompts: list[str], micro_batch: int) -> dict:
     for step in range(1, steps + 1):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        m = trainer.step(step)
+        m = trainer.train_step(step)
         torch.cuda.synchronize()
         m["wall_s"] = time.perf_counter() - t0
         metrics.append(m)

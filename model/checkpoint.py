@@ -31,7 +31,11 @@ def latest_tag(ckpt_dir: str | Path) -> str | None:
 
 def save(engine, ckpt_dir: str | Path, step: int, fingerprint: str,
          extra: dict[str, dict] | None = None, keep: int = 2) -> Path:
-    """Save engine state plus ``extra`` state dicts (e.g. the reference model) at ``step``."""
+    """Save engine state plus ``extra`` state dicts (e.g. the reference model) at ``step``.
+
+    Every rank calls (DeepSpeed writes each rank's optimizer shard); rank 0 writes the extras
+    (other ranks may pass None for a state only rank 0 holds) and prunes old tags.
+    """
     ckpt_dir = Path(ckpt_dir)
     tag = _tag(step)
     # Extra files go in before DeepSpeed writes `latest`, so `latest` never names a partial tag.
@@ -39,12 +43,16 @@ def save(engine, ckpt_dir: str | Path, step: int, fingerprint: str,
         (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
         (ckpt_dir / tag / "fingerprint").write_text(fingerprint)
         for name, state in (extra or {}).items():
-            torch.save(state, ckpt_dir / tag / f"{name}.pt")
+            if state is not None:
+                torch.save(state, ckpt_dir / tag / f"{name}.pt")
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"step": step})
-    if launch.rank() == 0:
-        tags = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())
-        for old in tags[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    from model.trainer import main_rank_writes  # here: model.trainer imports this module
+
+    with main_rank_writes() as writer:  # every rank's shard of the new tag is written first
+        if writer:
+            tags = sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())
+            for old in tags[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
     log.info("checkpoint %s saved", ckpt_dir / tag)
     return ckpt_dir / tag
 
@@ -71,9 +79,13 @@ def load(engine, ckpt_dir: str | Path, fingerprint: str,
 
 
 def clear(ckpt_dir: str | Path) -> None:
-    """Remove a stage's checkpoints (once its final output is saved, or when stale)."""
-    if launch.rank() == 0:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    """Remove a stage's checkpoints (once its final output is saved, or when stale); every rank
+    calls, rank 0 removes, and no rank returns before the folder is gone."""
+    from model.trainer import main_rank_writes
+
+    with main_rank_writes() as writer:
+        if writer:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
 def fingerprint(config: Any) -> str:

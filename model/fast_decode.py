@@ -67,8 +67,10 @@ def supports(model: nn.Module, device: torch.device, generator: torch.Generator 
 
     Only on CUDA (CPU keeps the eager path and its pinned behaviour), for plain Qwen2/Llama
     decoders with full (non-sliding) attention, SiLU MLPs and position-only rotary embeddings,
-    with materialised weights (not ZeRO-3 partitions), and no explicit sampling generator (the
-    graphs draw from the default CUDA generator; a seeded generator keeps the eager path).
+    with materialised weights (ZeRO-3 partitions only while gathered, e.g. inside
+    `model.trainer.gathered_for_generation`), and no explicit sampling generator (the graphs
+    draw from the default CUDA generator, which `model.trainer.seeded_sampling` seeds; an
+    explicit generator keeps the eager path).
     """
     if device.type != "cuda" or os.environ.get(_DISABLE_ENV, "1") == "0" or generator is not None:
         return False
@@ -89,7 +91,8 @@ def _supported_architecture(model: nn.Module) -> bool:
         return False  # "dynamic" and friends depend on the sequence length, not only the position
     if getattr(getattr(model, "model", None), "layers", None) is None:
         return False
-    return all(p.numel() > 0 and not hasattr(p, "ds_id") for p in model.parameters())
+    # A ZeRO-3 partition outside GatheredParameters is an empty tensor; gathered, it is whole.
+    return all(p.numel() > 0 for p in model.parameters())
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

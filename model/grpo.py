@@ -38,8 +38,23 @@ Prompt schedule: a row may carry ``from_step`` (default 1), the first step at wh
 can be drawn; all-scenario RL uses it to add general prompts only in the last part of
 training, as the paper does (its final 400 of 1,700 steps).
 
+N ranks, one result (model/trainer.py): each step draws its ``prompts_per_step`` prompts once,
+seeded by (seed, step), the same on every rank; rank r rolls out and trains on the r-th
+contiguous 1/W of them, so a prompt's G completions stay on one rank. Completions are sampled
+``generation_batch_size`` at a time, each generate call from a stream seeded by (seed, step,
+the call's global index), so W ranks and one rank at the same ``generation_batch_size`` sample
+the same completions. Rewards are gathered from all ranks before advantages (``scale_rewards=batch``
+takes the std of the whole step); loss normalisers are global (sequences of all ranks for
+``grpo`` and ``dr_grpo``, the all-reduced completion-token count for ``dapo``); logged metrics
+are those of the whole step. Under ZeRO-3 the reference model is an optimizer-less ZeRO-3
+engine (1/W of it per rank; otherwise a whole frozen copy per rank), refreshed from gathered
+policy weights, and rollouts run on weights gathered once per step (the CUDA fast path reads
+them whole).
+
 One CPU rank:  r1flow stage r1_zero
+Two CPU ranks: OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m flows.cli stage r1_zero
 N GPUs:        deepspeed --num_gpus N --module flows.cli stage r1_zero
+               (R1FLOW_DS_CONFIG=zero3 for ZeRO-3; set generation_batch_size to compare world sizes)
 """
 
 from __future__ import annotations
@@ -56,12 +71,16 @@ import torch
 
 from infra import launch
 from infra.config import knob
-from infra.steplog import StepLog, truncate_jsonl
+from infra.steplog import StepLog
 from data.formatting import prompt_style, render_prompts
 from model import checkpoint
 from model.engine import make_engine
 from model.rewards import get_reward
-from model.rollout import completion_logprobs, decode_completions, generate, left_pad, stop_token_ids
+from model.rollout import completion_logprobs, concat_rollouts, decode_completions, generate, left_pad, stop_token_ids
+from model.trainer import (
+    Trainer, copy_weights, full_state_dict, gather_lists, gathered_for_generation, grad_accum_steps, is_main,
+    load_full_state, log_shard, max_over_ranks, rank_share, reference_engine, seeded_sampling, sum_over_ranks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +112,11 @@ class GRPOArgs:
     weight_decay: float = knob(0.0, "AdamW weight decay.")
     max_grad_norm: float = knob(1.0, "Gradient clipping norm.")
     micro_batch: int = knob(64, "Sequences per forward/backward per rank.")
+    generation_batch_size: int = knob(0, "Completions per generate call (a multiple of num_generations); each call "
+                                         "samples from a stream seeded by (seed, step, its global index), so runs "
+                                         "with equal values sample the same completions on any number of ranks. "
+                                         "0 = all of a rank's completions in one call (fastest; samples then "
+                                         "depend on the world size).")
     reflection_phrases: list = knob(DEFAULT_REFLECTION, "Phrases that count a completion as reflecting.")
     checkpoint_every: int = knob(25, "Save a resumable checkpoint every N steps (0 = never).")
     sample_every: int = knob(10, "Write a few sample completions every N steps (0 = never).")
@@ -109,6 +133,9 @@ class GRPOArgs:
             raise ValueError(f"epsilon_high ({self.epsilon_high}) must be >= epsilon ({self.epsilon}), or 0 for the same")
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 for group-relative advantages, got {self.num_generations}")
+        if self.generation_batch_size < 0 or self.generation_batch_size % self.num_generations:
+            raise ValueError(f"generation_batch_size ({self.generation_batch_size}) must be a multiple of "
+                             f"num_generations ({self.num_generations}), or 0")
         batch = self.prompts_per_step * self.num_generations
         if batch % self.micro_batch:
             raise ValueError(f"prompts_per_step x num_generations ({batch}) must be a multiple of micro_batch ({self.micro_batch})")
@@ -240,74 +267,74 @@ def _mean(values) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
 
-class GRPOTrainer:
+class GRPOTrainer(Trainer):
     """GRPO over ``rows`` (the row schema: prompt + answer/tests + source ...).
 
     Resumable: checkpoints (engine, optimizer, reference) live in ``out_dir/checkpoints``
     and prompts and sampling are seeded by step, so a resumed run continues the same
     trajectory. Every column but ``id`` and ``from_step`` (the prompt included) is passed
-    to the rewards; a row is drawn only from its ``from_step`` on (module doc).
+    to the rewards; a row is drawn only from its ``from_step`` on (module doc). On W ranks
+    each rank rolls out and trains on its own 1/W of the step's prompts (module doc).
     """
+
+    desc = "grpo"
+    side_logs = ("samples.jsonl",)
 
     def __init__(self, model, tokenizer, rows: list[dict], args: GRPOArgs, out_dir: str | Path,
                  steps: StepLog | None = None):
         if not rows:
             raise ValueError("GRPO needs at least one prompt row")
-        self.tokenizer, self.rows, self.args, self.out_dir = tokenizer, rows, args, Path(out_dir)
-        self.steps = steps or StepLog(self.out_dir / "steps.jsonl")
-        self.model = model
-        self.ref = None
-        if args.beta:
-            self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        super().__init__(out_dir, steps or StepLog(Path(out_dir) / "steps.jsonl"))
+        self.tokenizer, self.rows, self.args, self.model = tokenizer, rows, args, model
+        # A whole copy until train() places it like the policy (model.trainer.reference_engine).
+        self.ref = copy.deepcopy(model) if args.beta else None
         self.prompt_ids = render_prompts(tokenizer, [r["prompt"] for r in rows], **prompt_style(args))
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.columns = sorted({k for r in rows for k in r} - {"id", "from_step"})
         self.from_step = [int(r.get("from_step") or 1) for r in rows]
-        self.engine = None
 
     # -- setup / loop --------------------------------------------------------------------
 
-    def _local_batch(self) -> tuple[int, int]:
-        """(prompts, sequences) this rank handles per step."""
-        world = launch.world_size()
-        if self.args.prompts_per_step % world:
-            raise ValueError(f"prompts_per_step ({self.args.prompts_per_step}) must divide by world size {world}")
-        prompts = self.args.prompts_per_step // world
-        return prompts, prompts * self.args.num_generations
+    def _chunk_prompts(self) -> int:
+        """Prompts per generate call on this rank; raises ValueError naming the knobs when a
+        rank's share of the prompts does not split into whole calls."""
+        a = self.args
+        local = rank_share(a.prompts_per_step, "prompts (prompts_per_step)")
+        share = local.stop - local.start
+        chunk = a.generation_batch_size // a.num_generations if a.generation_batch_size else share
+        if share % chunk:
+            raise ValueError(f"each of {launch.world_size()} ranks rolls out {share} prompts, not a multiple of "
+                             f"generation_batch_size / num_generations ({chunk}); change generation_batch_size")
+        return chunk
 
     def train(self) -> dict[str, float]:
         """Run to ``args.steps`` (resuming from the last checkpoint); returns the last step's metrics."""
-        from tqdm.auto import tqdm
-
         a = self.args
-        _, sequences = self._local_batch()
+        self._chunk_prompts()  # fail on a bad split before building anything
         self.engine = make_engine(
             self.model, lr=a.lr, weight_decay=a.weight_decay, micro_batch=a.micro_batch,
-            grad_accum=sequences // a.micro_batch, max_grad_norm=a.max_grad_norm,
-            warmup_steps=a.warmup_steps,
+            grad_accum=grad_accum_steps(a.prompts_per_step * a.num_generations, a.micro_batch),
+            max_grad_norm=a.max_grad_norm, warmup_steps=a.warmup_steps,
         )
         if self.ref is not None:
-            self.ref.to(self.engine.device)  # DeepSpeed moved the policy; the reference follows
-        ckpt_dir = self.out_dir / "checkpoints"
-        fp = checkpoint.fingerprint(a)
-        done, _, extra = checkpoint.load(self.engine, ckpt_dir, fp, extra_names=("reference",))
+            self.ref = reference_engine(self.ref, self.engine, a.micro_batch)
+        return self.run_loop(a.steps, ckpt_dir=self.out_dir / "checkpoints", fingerprint=checkpoint.fingerprint(a),
+                             checkpoint_every=a.checkpoint_every, extra_names=("reference",))
+
+    def checkpoint_extra(self) -> dict[str, dict]:
+        return {} if self.ref is None else {"reference": full_state_dict(self.ref)}
+
+    def restore_extra(self, extra: dict[str, dict]) -> None:
         if self.ref is not None and "reference" in extra:
-            self.ref.load_state_dict(extra["reference"])
-        self.steps.resume(done)
-        truncate_jsonl(self.out_dir / "samples.jsonl", done)
-        metrics: dict[str, float] = {}
-        bar = tqdm(range(done + 1, a.steps + 1), desc="grpo", initial=done, total=a.steps, mininterval=2)
-        for step in bar:
-            launch.follow_threads()
-            metrics = self.step(step)
-            self.steps(step, metrics)
-            bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.2f}")
-            if self.ref is not None and a.ref_refresh_steps and step % a.ref_refresh_steps == 0:
-                self.ref.load_state_dict(self.engine.module.state_dict())
-            if a.checkpoint_every and step % a.checkpoint_every == 0 and step < a.steps:
-                extra = {"reference": self.ref.state_dict()} if self.ref is not None else {}
-                checkpoint.save(self.engine, ckpt_dir, step, fp, extra=extra)
-        return metrics
+            load_full_state(self.ref, extra["reference"])
+
+    def after_step(self, step: int, metrics: dict[str, float]) -> None:
+        a = self.args
+        if self.ref is not None and a.ref_refresh_steps and step % a.ref_refresh_steps == 0:
+            copy_weights(self.engine.module, self.ref)
+
+    def progress(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {"reward": f"{metrics['reward']:.3f}", "acc": f"{metrics['accuracy']:.2f}"}
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -318,41 +345,65 @@ class GRPOTrainer:
         return [i for i, first in enumerate(self.from_step) if first <= step]
 
     def _sample_prompts(self, step: int) -> list[int]:
-        n_prompts, _ = self._local_batch()
+        """The step's ``prompts_per_step`` row indices, all ranks together: one draw seeded by
+        (seed, step), the same on every rank. Raises ValueError when fewer rows are eligible."""
         pool = self.eligible(step)
-        if not pool:
-            raise ValueError(f"step {step}: no prompt row is eligible yet (every from_step > {step})")
-        rng = random.Random(f"{self.args.seed}/{step}/{launch.rank()}")
-        return rng.sample(pool, k=min(n_prompts, len(pool)))
+        if len(pool) < self.args.prompts_per_step:
+            raise ValueError(f"step {step}: {len(pool)} prompt rows are eligible, fewer than prompts_per_step "
+                             f"({self.args.prompts_per_step}); add rows or lower prompts_per_step")
+        return random.Random(f"{self.args.seed}/{step}").sample(pool, k=self.args.prompts_per_step)
 
     def rollout(self, step: int):
-        """Sample G completions for this step's prompts; returns (rollout, texts, row indices)."""
+        """Sample G completions for this rank's share of the step's prompts, one generate call
+        per chunk of prompts (module doc); returns (rollout, texts, row index per completion)."""
         a, G = self.args, self.args.num_generations
-        chosen = [i for i in self._sample_prompts(step) for _ in range(G)]  # group by group
-        prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in chosen], self.tokenizer.pad_token_id)
-        generator = torch.Generator().manual_seed(a.seed * 1_000_003 + step * 101 + launch.rank())
-        rollout = generate(
-            self.engine.module, prompt_ids.to(self.engine.device), prompt_mask.to(self.engine.device),
-            max_new_tokens=a.max_completion_length, eos_token_id=self.stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id, temperature=a.temperature, top_p=a.top_p,
-            generator=generator if self.engine.device.type == "cpu" else None,
-        )
+        prompts = self._sample_prompts(step)
+        share, chunk = rank_share(len(prompts), "prompts"), self._chunk_prompts()
+        log_shard(self.desc, step, prompts[share])
+        parts = []
+        with gathered_for_generation(self.engine) as model:
+            for start in range(share.start, share.stop, chunk):
+                chosen = [i for i in prompts[start: start + chunk] for _ in range(G)]  # group by group
+                ids, mask = left_pad([self.prompt_ids[i] for i in chosen], self.tokenizer.pad_token_id)
+                device = self.engine.device
+                with seeded_sampling(device, (a.seed, step, start // chunk)) as generator:
+                    parts.append(generate(
+                        model, ids.to(device), mask.to(device), max_new_tokens=a.max_completion_length,
+                        eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
+                        temperature=a.temperature, top_p=a.top_p, generator=generator))
+        rollout = concat_rollouts(parts, self.tokenizer.pad_token_id)
+        chosen = [i for i in prompts[share] for _ in range(G)]
         return rollout, decode_completions(self.tokenizer, rollout, self.stop_ids), chosen
 
-    def step(self, step: int) -> dict[str, float]:
-        """One GRPO step: rollouts, rewards, advantages, μ policy updates; returns metrics."""
+    def train_step(self, step: int) -> dict[str, float]:
+        """One GRPO step: rollouts, rewards, advantages, μ policy updates; returns the metrics of
+        the whole step (all ranks)."""
         a = self.args
         t0 = time.perf_counter()
         rollout, texts, chosen = self.rollout(step)
         t_rollout = time.perf_counter() - t0
         columns = {k: [self.rows[i].get(k) for i in chosen] for k in self.columns}
         rewards, per_reward = score(texts, columns, a.rewards)
-        advantages = group_advantages(rewards, a.num_generations, scale_rewards=a.scale_rewards).to(self.engine.device)
-        stats = self._optimize(rollout, advantages)
         mask = rollout.completion_mask
-        elapsed = time.perf_counter() - t0
+        batch = _gather_step(chosen, texts, rewards, per_reward, mask.sum(dim=1), rollout.finished)
+        advantages = group_advantages(torch.tensor(batch["reward"]), a.num_generations, scale_rewards=a.scale_rewards)
+        local = advantages[rank_share(len(advantages), "completions")].to(self.engine.device)
+        stats = self._optimize(rollout, local)
+        times = {"rollout_s": max_over_ranks(t_rollout), "step_s": max_over_ranks(time.perf_counter() - t0)}
+        metrics = {**self._batch_metrics(batch), **stats, "lr": self.engine.get_lr()[0], **times,
+                   "tokens_per_s": sum(batch["length"]) / times["rollout_s"]}
+        if is_main() and a.sample_every and (step % a.sample_every == 0 or step == 1):
+            self._write_samples(step, batch["row"], batch["text"], batch["reward"])
+        return metrics
+
+    def _batch_metrics(self, batch: dict[str, list]) -> dict[str, float]:
+        """Reward, accuracy, length and behaviour rates over the whole step's completions."""
+        a, texts = self.args, batch["text"]
+        rewards = torch.tensor(batch["reward"])
         groups = rewards.view(-1, a.num_generations)
-        metrics = {
+        per_reward = batch["per_reward"]
+        columns = {k: [self.rows[i].get(k) for i in batch["row"]] for k in ("source", "kind") if k in self.columns}
+        return {
             "reward": float(rewards.mean()),
             "reward_std": float(groups.std(dim=1).mean()),
             "frac_zero_std_groups": float((groups.std(dim=1) == 0).float().mean()),
@@ -362,32 +413,26 @@ class GRPOTrainer:
             **_by_group("reward_kind", rewards.tolist(), columns.get("kind")),
             **_shares("prompt_share", columns.get("kind")),
             "format_rate": _mean(get_reward("format")(texts)),
-            "response_length": float(mask.sum(dim=1).float().mean()),
+            "response_length": sum(batch["length"]) / len(texts),
             "reflection_rate": reflection_rate(texts, a.reflection_phrases),
             "mixing_rate": mixing_rate(texts),
-            "truncated_rate": float((~rollout.finished).float().mean()),
-            **stats,
-            "lr": self.engine.get_lr()[0],
-            "rollout_s": t_rollout,
-            "step_s": elapsed,
-            "tokens_per_s": float(mask.sum()) / t_rollout,
+            "truncated_rate": 1.0 - sum(batch["finished"]) / len(texts),
         }
-        if a.sample_every and (step % a.sample_every == 0 or step == 1):
-            self._write_samples(step, chosen, texts, rewards)
-        return metrics
 
     def _optimize(self, rollout, advantages: torch.Tensor) -> dict[str, float]:
-        """μ passes over the batch in micro-batches, one optimizer step per pass."""
-        a, engine = self.args, self.engine
+        """μ passes over this rank's sequences in micro-batches, one optimizer step per pass;
+        loss normalisers and logged statistics are those of the whole step (all ranks)."""
+        a, engine, world = self.args, self.engine, launch.world_size()
         seqs, attn = rollout.sequences, rollout.attention_mask
         start, mask, old = rollout.prompt_ids.shape[1], rollout.completion_mask, rollout.logprobs
-        B = seqs.shape[0]
-        micro = [slice(i, i + a.micro_batch) for i in range(0, B, a.micro_batch)]
+        B = seqs.shape[0] * world  # sequences in the step, all ranks
+        micro = [slice(i, i + a.micro_batch) for i in range(0, seqs.shape[0], a.micro_batch)]
         ref = None
         if self.ref is not None:
             with torch.no_grad():
                 ref = torch.cat([completion_logprobs(self.ref, seqs[s], attn[s], start, a.temperature) for s in micro])
-        normalizer = {"grpo": B, "dr_grpo": B * a.max_completion_length, "dapo": float(mask.sum().clamp(min=1))}[a.loss_type]
+        tokens = sum_over_ranks({"tokens": float(mask.sum())})["tokens"]
+        normalizer = {"grpo": B, "dr_grpo": B * a.max_completion_length, "dapo": max(tokens, 1.0)}[a.loss_type]
         engine.train()
         sums = {"kl": 0.0, "clipped": 0.0, "entropy": 0.0, "ratio_dev": 0.0, "loss": 0.0}
         grad_norm = 0.0
@@ -397,9 +442,9 @@ class GRPOTrainer:
                 loss, st = grpo_loss(new, old[s], None if ref is None else ref[s], advantages[s], mask[s],
                                      epsilon=a.epsilon, epsilon_high=a.epsilon_high, beta=a.beta, loss_type=a.loss_type,
                                      max_completion_length=a.max_completion_length, normalizer=normalizer)
-                # DeepSpeed divides by gradient_accumulation_steps (= len(micro)); undo it so
-                # the micro-batch losses add up to the loss of the whole batch.
-                engine.backward(loss * len(micro))
+                # DeepSpeed divides by gradient_accumulation_steps (= len(micro)) and averages over
+                # ranks; undo both so the micro-batch losses of all ranks add up to the step's loss.
+                engine.backward(loss * len(micro) * world)
                 engine.step()
                 if it == 0:
                     m = mask[s].float()
@@ -409,12 +454,13 @@ class GRPOTrainer:
                     sums["ratio_dev"] += float(((st["ratio"] - 1).abs() * m).sum())
                     sums["loss"] += float(loss.detach())
             grad_norm = float(engine.get_global_grad_norm() or 0.0)
-        tokens = float(mask.sum().clamp(min=1))
+        sums = sum_over_ranks(sums)
+        tokens = max(tokens, 1.0)
         return {"kl": sums["kl"] / tokens, "clip_fraction": sums["clipped"] / tokens,
                 "entropy": sums["entropy"] / tokens, "ratio_dev": sums["ratio_dev"] / tokens,
                 "loss": sums["loss"], "grad_norm": grad_norm}
 
-    def _write_samples(self, step: int, chosen: list[int], texts: list[str], rewards: torch.Tensor) -> None:
+    def _write_samples(self, step: int, chosen: list[int], texts: list[str], rewards: list[float]) -> None:
         """Append the first completion of a few groups to samples.jsonl (for MLflow tables)."""
         import json
 
@@ -424,3 +470,19 @@ class GRPOTrainer:
                 row = self.rows[chosen[i]]
                 f.write(json.dumps({"step": step, "id": row.get("id"), "prompt": row["prompt"],
                                     "completion": texts[i], "reward": float(rewards[i])}) + "\n")
+
+
+def _gather_step(chosen: list[int], texts: list[str], rewards: torch.Tensor, per_reward: dict[str, list],
+                 lengths: torch.Tensor, finished: torch.Tensor) -> dict[str, list]:
+    """The step's completions from every rank, in global order (rank 0's first), as columns:
+    ``row`` (prompt row index), ``text``, ``reward`` (weighted sum), ``per_reward`` (name ->
+    raw values, None where a reward does not apply), ``length`` (completion tokens),
+    ``finished`` (EOS produced)."""
+    local = [{"row": r, "text": t, "reward": float(w), "length": int(n), "finished": bool(f),
+              "per_reward": {name: values[i] for name, values in per_reward.items()}}
+             for i, (r, t, w, n, f) in enumerate(zip(chosen, texts, rewards.tolist(), lengths.tolist(),
+                                                     finished.tolist()))]
+    rows = gather_lists(local)
+    batch = {key: [x[key] for x in rows] for key in ("row", "text", "reward", "length", "finished")}
+    batch["per_reward"] = {name: [x["per_reward"][name] for x in rows] for name in per_reward}
+    return batch

@@ -19,26 +19,26 @@ Objectives (paper 2.3.4):
 Training runs on a DeepSpeed engine (one CPU rank when no launcher is used), resumes from
 ``<out_dir>/checkpoints/<name>`` like :mod:`model.sft`, and logs per-step metrics
 ``<name>_loss``, ``<name>_accuracy`` (on the step's batch), ``<name>_margin`` / ``<name>_reward``,
-``<name>_lr``, ``<name>_grad_norm``, ``<name>_tokens_per_s`` through a StepLog.
+``<name>_lr``, ``<name>_grad_norm``, ``<name>_tokens_per_s`` through a StepLog. On N ranks the
+global batch is sharded as in :mod:`model.sft` and the metrics are those of the whole batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from infra import launch
 from infra.config import knob
 from infra.steplog import StepLog
 from model import checkpoint, factory
 from model.engine import make_engine
-from model.sft import encode_rows
+from model.sft import encode_rows, global_batch, rank_micro_batches
+from model.trainer import Trainer, grad_accum_steps, log_shard, max_over_ranks, sum_over_ranks
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("bradley_terry", "pointwise")
@@ -180,21 +180,22 @@ def grouped_pair_accuracy(rows: list[dict], scores: list[float], key: str = "pai
 # ----------------------------------------------------------------------------- trainer
 
 
-class RewardTrainer:
+class RewardTrainer(Trainer):
     """Trains a reward model with one objective; resumable from ``out_dir/checkpoints/<name>``.
 
     ``name`` prefixes the step metrics and names the checkpoint folder, so that two reward
-    models of one stage keep separate histories.
+    models of one stage keep separate histories. Batches are global and sharded over ranks as
+    in :class:`model.sft.SFTTrainer`.
     """
 
     def __init__(self, model, tokenizer, args: RewardArgs, out_dir: str | Path, *, objective: str,
                  name: str, steps: StepLog | None = None):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective {objective!r}: choose from {OBJECTIVES}")
+        super().__init__(out_dir, steps or StepLog(Path(out_dir) / f"steps_{name}.jsonl"))
         self.model, self.tokenizer, self.args = model, tokenizer, args
-        self.objective, self.name, self.out_dir = objective, name, Path(out_dir)
-        self.steps = steps or StepLog(self.out_dir / f"steps_{name}.jsonl")
-        self.engine = None
+        self.objective, self.name, self.desc = objective, name, name
+        self.examples: list[tuple] = []
 
     def _examples(self, rows: list[dict]) -> list[tuple]:
         """(chosen ids, rejected ids) per pair, or (ids, label) per pointwise row."""
@@ -207,19 +208,16 @@ class RewardTrainer:
         return list(zip(ids, [int(r["label"]) for r in rows]))
 
     def _batches(self, examples: list[tuple], step: int) -> list[list[tuple]]:
-        """The micro-batches of optimizer step ``step`` (1-based): a seeded permutation per epoch."""
-        a, n = self.args, len(examples)
-        start, order = (step - 1) * a.batch_size, []
-        while len(order) < a.batch_size:
-            epoch, offset = divmod(start + len(order), n)
-            perm = list(range(n))
-            random.Random(f"{a.seed}/{self.name}/{epoch}").shuffle(perm)
-            order.extend(perm[offset: offset + a.batch_size - len(order)])
-        chosen = [examples[i] for i in order]
-        return [chosen[i: i + a.micro_batch] for i in range(0, len(chosen), a.micro_batch)]
+        """This rank's micro-batches of optimizer step ``step`` (1-based)."""
+        a = self.args
+        order = global_batch(len(examples), a.batch_size, step, seed=f"{a.seed}/{self.name}")
+        micros = rank_micro_batches(order, a.micro_batch)
+        log_shard(self.name, step, [i for m in micros for i in m])
+        return [[examples[i] for i in micro] for micro in micros]
 
     def loss(self, micro: list[tuple]) -> tuple[torch.Tensor, dict[str, float], int]:
-        """Loss of one micro-batch on the engine, its batch statistics and its token count."""
+        """Loss of one micro-batch on the engine, its batch statistics (sums over the
+        micro-batch's pairs or rows) and its token count."""
         pad = self.tokenizer.pad_token_id
         if self.objective == "bradley_terry":
             batch = collate([c for c, _ in micro] + [r for _, r in micro], pad)
@@ -227,57 +225,51 @@ class RewardTrainer:
             r_chosen, r_rejected = r[: len(micro)], r[len(micro):]  # rows 0..m-1 chosen, m..2m-1 rejected
             loss = bradley_terry_loss(r_chosen, r_rejected)
             margin = (r_chosen - r_rejected).detach()
-            stats = {"accuracy": float((margin > 0).float().mean()), "margin": float(margin.mean())}
+            stats = {"accuracy": float((margin > 0).float().sum()), "margin": float(margin.sum())}
         else:
             batch = collate([ids for ids, _ in micro], pad)
             r = batch_rewards(self.engine, batch)
             labels = torch.tensor([y for _, y in micro])
             loss = pointwise_loss(r, labels)
-            stats = {"accuracy": float(((r.detach() > 0).long() == labels).float().mean()),
-                     "reward": float(r.detach().mean())}
+            stats = {"accuracy": float(((r.detach() > 0).long() == labels).float().sum()),
+                     "reward": float(r.detach().sum())}
         return loss, stats, int(batch["attention_mask"].sum())
 
     def train(self, rows: list[dict], total_steps: int) -> dict[str, float]:
         """Run to step ``total_steps`` (resuming if a checkpoint exists); returns the last metrics."""
-        from tqdm.auto import tqdm
-
         a = self.args
-        examples = self._examples(rows)
+        self.examples = self._examples(rows)
         self.engine = make_engine(
             self.model, lr=a.lr, weight_decay=a.weight_decay, micro_batch=a.micro_batch,
-            grad_accum=a.batch_size // a.micro_batch, max_grad_norm=a.max_grad_norm,
+            grad_accum=grad_accum_steps(a.batch_size, a.micro_batch), max_grad_norm=a.max_grad_norm,
             warmup_steps=a.warmup_steps, total_steps=total_steps,
         )
-        ckpt_dir = self.out_dir / "checkpoints" / self.name
         fp = hashlib.sha256(f"{checkpoint.fingerprint(a)}/{self.name}/{self.objective}".encode()).hexdigest()
-        done, _, _ = checkpoint.load(self.engine, ckpt_dir, fp)
-        self.steps.resume(done)
-        metrics: dict[str, float] = {}
-        bar = tqdm(range(done + 1, total_steps + 1), desc=self.name, initial=done, total=total_steps, mininterval=2)
-        for step in bar:
-            launch.follow_threads()
-            metrics = self._step(examples, step)
-            self.steps(step, metrics)
-            bar.set_postfix(loss=f"{metrics[f'{self.name}_loss']:.3f}")
-            # The last step is saved too: a stage that trains several models then skips this one.
-            if a.checkpoint_every and (step % a.checkpoint_every == 0 or step == total_steps):
-                checkpoint.save(self.engine, ckpt_dir, step, fp)
-        return metrics
+        # The last step is saved too: a stage that trains several models then skips this one.
+        return self.run_loop(total_steps, ckpt_dir=self.out_dir / "checkpoints" / self.name, fingerprint=fp,
+                             checkpoint_every=a.checkpoint_every, save_last=True)
 
-    def _step(self, examples: list[tuple], step: int) -> dict[str, float]:
+    def progress(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{metrics[f'{self.name}_loss']:.3f}"}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimizer step over the global batch; loss is the mean over its micro-batches,
+        accuracy, margin and reward the means over its pairs or rows."""
         t0 = time.perf_counter()
         self.engine.train()
-        losses, stats, tokens = [], [], 0
-        for micro in self._batches(examples, step):
+        sums: dict[str, float] = {"loss": 0.0, "micro_batches": 0, "examples": 0, "tokens": 0}
+        for micro in self._batches(self.examples, step):
             loss, batch_stats, n = self.loss(micro)
             self.engine.backward(loss)
             self.engine.step()
-            losses.append(loss.item())
-            stats.append(batch_stats)
-            tokens += n
-        metrics = {"loss": sum(losses) / len(losses),
-                   **{k: sum(s[k] for s in stats) / len(stats) for k in stats[0]},
+            for key, value in {"loss": loss.item(), "micro_batches": 1, "examples": len(micro), "tokens": n,
+                               **batch_stats}.items():
+                sums[key] = sums.get(key, 0.0) + value
+        total = sum_over_ranks(sums)
+        stat_keys = ("accuracy", "margin") if self.objective == "bradley_terry" else ("accuracy", "reward")
+        metrics = {"loss": total["loss"] / total["micro_batches"],
+                   **{k: total[k] / total["examples"] for k in stat_keys},
                    "lr": self.engine.get_lr()[0],
                    "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
-                   "tokens_per_s": tokens / (time.perf_counter() - t0)}
+                   "tokens_per_s": total["tokens"] / max_over_ranks(time.perf_counter() - t0)}
         return {f"{self.name}_{k}": v for k, v in metrics.items()}

@@ -66,6 +66,28 @@ class Rollout:
         return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
 
 
+def concat_rollouts(parts: Sequence[Rollout], pad_token_id: int) -> Rollout:
+    """One Rollout of the rows of ``parts`` in order: prompts left-padded and completions
+    right-padded (mask 0, log-prob 0) to the widest part, so every row keeps its contract."""
+    if len(parts) == 1:
+        return parts[0]
+    P = max(r.prompt_ids.shape[1] for r in parts)
+    C = max(r.completion_ids.shape[1] for r in parts)
+
+    def widen(t: torch.Tensor, width: int, value, left: bool) -> torch.Tensor:
+        extra = width - t.shape[1]
+        return torch.nn.functional.pad(t, (extra, 0) if left else (0, extra), value=value)
+
+    return Rollout(
+        prompt_ids=torch.cat([widen(r.prompt_ids, P, pad_token_id, True) for r in parts]),
+        prompt_mask=torch.cat([widen(r.prompt_mask, P, 0, True) for r in parts]),
+        completion_ids=torch.cat([widen(r.completion_ids, C, pad_token_id, False) for r in parts]),
+        completion_mask=torch.cat([widen(r.completion_mask, C, 0, False) for r in parts]),
+        logprobs=torch.cat([widen(r.logprobs, C, 0.0, False) for r in parts]),
+        finished=torch.cat([r.finished for r in parts]),
+    )
+
+
 def left_pad(token_ids: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad a batch of token-id lists.
 

@@ -7,8 +7,16 @@ not learn to stop mid-thought). ``base`` pretraining uses this trainer on the
 synthetic corpus; later stages use it for cold-start, rejection-sampled SFT and
 distillation.
 
-One CPU rank: ``r1flow stage base``. N GPUs:
-``deepspeed --num_gpus N --module flows.cli stage base``.
+N ranks, one result (model/trainer.py): each optimizer step takes a global batch of
+``batch_size`` rows from one seeded permutation per epoch (the same on every rank), cut into
+micro-batches of ``micro_batch`` rows; rank r takes the r-th contiguous share of them and
+accumulates ``batch_size / (micro_batch x world size)`` micro-batches, so W ranks compute the
+update one rank computes. The logged loss is the mean over all the step's micro-batches; rank
+0 alone writes the model (ZeRO-3 weights consolidated first) and ``steps.jsonl``.
+
+One CPU rank:  r1flow stage base
+Two CPU ranks: OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m flows.cli stage base
+N GPUs:        deepspeed --num_gpus N --module flows.cli stage base
 """
 
 from __future__ import annotations
@@ -23,11 +31,11 @@ from pathlib import Path
 import torch
 
 from data.formatting import prompt_style, render_prompts
-from infra import launch
 from infra.config import knob
 from infra.steplog import StepLog
 from model import checkpoint
 from model.engine import make_engine
+from model.trainer import Trainer, grad_accum_steps, log_shard, max_over_ranks, rank_share, sum_over_ranks
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -98,14 +106,21 @@ def completion_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor
     return loss, int((targets != IGNORE).sum())
 
 
-class SFTTrainer:
-    """Trains ``model`` on rows; resumable from ``out_dir/checkpoints``."""
+class SFTTrainer(Trainer):
+    """Trains ``model`` on rows; resumable from ``out_dir/checkpoints``.
+
+    Each optimizer step takes a global batch of ``batch_size`` rows from one seeded permutation
+    per epoch (the same on every rank), cut into micro-batches of ``micro_batch``; rank r takes
+    the r-th contiguous share of them (:func:`global_batch`), so W ranks accumulate
+    ``batch_size / (micro_batch x W)`` micro-batches each and together see the batch one rank sees.
+    """
+
+    desc = "sft"
 
     def __init__(self, model, tokenizer, args: SFTArgs, out_dir: str | Path, steps: StepLog | None = None):
-        self.tokenizer, self.args, self.out_dir = tokenizer, args, Path(out_dir)
-        self.steps = steps or StepLog(self.out_dir / "steps.jsonl")
-        self.model = model
-        self.engine = None
+        super().__init__(out_dir, steps or StepLog(Path(out_dir) / "steps.jsonl"))
+        self.tokenizer, self.args, self.model = tokenizer, args, model
+        self.examples: list = []
 
     def total_steps(self, n_rows: int) -> int:
         """Optimizer steps for ``n_rows`` examples under the configured epochs/max_steps."""
@@ -113,60 +128,68 @@ class SFTTrainer:
         return a.max_steps if a.max_steps > 0 else max(1, math.ceil(a.epochs * n_rows / a.batch_size))
 
     def _batches(self, examples, step: int) -> list[list]:
-        """The micro-batches of optimizer step ``step`` (1-based): a seeded permutation per epoch."""
-        a, n = self.args, len(examples)
-        start = (step - 1) * a.batch_size
-        order: list[int] = []
-        while len(order) < a.batch_size:
-            epoch, offset = divmod(start + len(order), n)
-            perm = list(range(n))
-            random.Random(f"{a.seed}/{epoch}").shuffle(perm)
-            order.extend(perm[offset: offset + a.batch_size - len(order)])
-        chosen = [examples[i] for i in order]
-        return [chosen[i: i + a.micro_batch] for i in range(0, len(chosen), a.micro_batch)]
+        """This rank's micro-batches of optimizer step ``step`` (1-based)."""
+        a = self.args
+        micros = rank_micro_batches(global_batch(len(examples), a.batch_size, step, seed=a.seed), a.micro_batch)
+        log_shard(self.desc, step, [i for m in micros for i in m])
+        return [[examples[i] for i in micro] for micro in micros]
 
     def train(self, rows: list[dict]) -> dict[str, float]:
         """Run to the last step (resuming if a checkpoint exists); returns final metrics."""
-        from tqdm.auto import tqdm
-
         a = self.args
-        examples = encode_rows(self.tokenizer, rows, a.max_length, **prompt_style(a))
-        total = self.total_steps(len(examples))
+        self.examples = encode_rows(self.tokenizer, rows, a.max_length, **prompt_style(a))
+        total = self.total_steps(len(self.examples))
         self.engine = make_engine(
             self.model, lr=a.lr, weight_decay=a.weight_decay, micro_batch=a.micro_batch,
-            grad_accum=a.batch_size // a.micro_batch, max_grad_norm=a.max_grad_norm,
+            grad_accum=grad_accum_steps(a.batch_size, a.micro_batch), max_grad_norm=a.max_grad_norm,
             warmup_steps=a.warmup_steps, total_steps=total,
         )
-        ckpt_dir = self.out_dir / "checkpoints"
-        fp = checkpoint.fingerprint(self.args)
-        done, _, _ = checkpoint.load(self.engine, ckpt_dir, fp)
-        self.steps.resume(done)
-        metrics: dict[str, float] = {}
-        bar = tqdm(range(done + 1, total + 1), desc="sft", initial=done, total=total, mininterval=2)
-        for step in bar:
-            launch.follow_threads()
-            metrics = self._step(examples, step)
-            self.steps(step, metrics)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-            if a.checkpoint_every and step % a.checkpoint_every == 0 and step < total:
-                checkpoint.save(self.engine, ckpt_dir, step, fp)
-        return metrics
+        return self.run_loop(total, ckpt_dir=self.out_dir / "checkpoints", fingerprint=checkpoint.fingerprint(a),
+                             checkpoint_every=a.checkpoint_every)
 
-    def _step(self, examples, step: int) -> dict[str, float]:
+    def progress(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{metrics['loss']:.3f}"}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimizer step over the global batch; loss is the mean over all its micro-batches."""
         t0 = time.perf_counter()
         self.engine.train()
-        losses, tokens = [], 0
-        for micro in self._batches(examples, step):
+        loss_sum, micros, tokens = 0.0, 0, 0
+        for micro in self._batches(self.examples, step):
             batch = {k: v.to(self.engine.device) for k, v in collate(micro, self.tokenizer.pad_token_id).items()}
-            loss, n = completion_loss(self.engine, batch)
+            loss, _ = completion_loss(self.engine, batch)
             self.engine.backward(loss)
             self.engine.step()
-            losses.append(loss.item())
+            loss_sum, micros = loss_sum + loss.item(), micros + 1
             tokens += int(batch["attention_mask"].sum())
-        elapsed = time.perf_counter() - t0
+        total = sum_over_ranks({"loss": loss_sum, "micro_batches": micros, "tokens": tokens})
         return {
-            "loss": sum(losses) / len(losses),
+            "loss": total["loss"] / total["micro_batches"],
             "lr": self.engine.get_lr()[0],
             "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
-            "tokens_per_s": tokens / elapsed,
+            "tokens_per_s": total["tokens"] / max_over_ranks(time.perf_counter() - t0),
         }
+
+
+def global_batch(n: int, batch_size: int, step: int, *, seed: int | str) -> list[int]:
+    """Indices (of ``n`` examples) in the global batch of optimizer step ``step`` (1-based).
+
+    Consecutive steps walk one seeded permutation per epoch (``random.Random(f"{seed}/{epoch}")``),
+    so every rank computes the same list and a batch may straddle two epochs.
+    """
+    start, order = (step - 1) * batch_size, []
+    while len(order) < batch_size:
+        epoch, offset = divmod(start + len(order), n)
+        perm = list(range(n))
+        random.Random(f"{seed}/{epoch}").shuffle(perm)
+        order.extend(perm[offset: offset + batch_size - len(order)])
+    return order
+
+
+def rank_micro_batches(order: list, micro_batch: int) -> list[list]:
+    """This rank's micro-batches of a global batch ``order``: the batch is cut into
+    micro-batches of ``micro_batch`` and rank r takes the r-th contiguous share of them.
+    Raises ValueError when they do not split evenly (see :func:`model.trainer.grad_accum_steps`)."""
+    grad_accum_steps(len(order), micro_batch)
+    mine = order[rank_share(len(order), "rows")]
+    return [mine[i: i + micro_batch] for i in range(0, len(mine), micro_batch)]

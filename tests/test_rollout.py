@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from model import rollout as rollout_module
-from model.rollout import completion_logprobs, decode_completions, generate, left_pad, sample_next
+from model.rollout import (
+    completion_logprobs, concat_rollouts, decode_completions, generate, left_pad, sample_next,
+)
 
 PAD = 0
 EOS = 2
@@ -197,6 +199,26 @@ def test_same_seed_same_rollout():
     a, b, c = run(7), run(7), run(8)
     assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.logprobs, b.logprobs)
     assert not torch.equal(a.sequences, c.sequences)
+
+
+def test_concatenated_chunks_keep_every_row_and_its_masks():
+    """GRPO samples in chunks (one seeded stream each) and trains on their concatenation."""
+    table = torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
+    kw = dict(max_new_tokens=6, eos_token_id=EOS, pad_token_id=PAD, temperature=1.0,
+              generator=torch.Generator().manual_seed(3))
+    a = generate(TableLM(table), *left_pad([[1, 2, 3], [4]], PAD), **kw)
+    b = generate(TableLM(table), *left_pad([[5]], PAD), **kw)
+    both = concat_rollouts([a, b], PAD)
+    P, C = a.prompt_ids.shape[1], max(a.completion_ids.shape[1], b.completion_ids.shape[1])
+    assert both.sequences.shape == (3, P + C)
+    for row, (part, i) in enumerate([(a, 0), (a, 1), (b, 0)]):
+        n = int(part.completion_mask[i].sum())
+        assert both.completion_ids[row, :n].tolist() == part.completion_ids[i, :n].tolist()
+        assert torch.equal(both.logprobs[row, :n], part.logprobs[i, :n])
+        assert both.completion_mask[row].sum() == n and both.logprobs[row, n:].abs().sum() == 0
+        real = part.prompt_ids[i][part.prompt_mask[i].bool()]
+        assert torch.equal(both.prompt_ids[row][both.prompt_mask[row].bool()], real)
+        assert both.finished[row] == part.finished[i]
 
 
 def test_decode_completions_uses_masked_tokens_only():

@@ -39,6 +39,7 @@ from infra.steplog import StepLog
 from model import checkpoint, factory
 from model.factory import ModelArgs
 from model.sft import SFTArgs, SFTTrainer
+from model.trainer import is_main, save_model
 
 log = logging.getLogger(__name__)
 NAME = "base"
@@ -99,10 +100,11 @@ def pretrain(cfg: BaseConfig, out: Path) -> dict:
     out = Path(out)
     if cfg.model:
         commit = factory.pinned_revision(cfg.model, cfg.revision)
-        with staged_dir(out / "model") as tmp:
-            factory.write_reference(tmp, cfg.model, cfg.revision if commit in ("local", "unresolved") else commit)
-        write_jsonl([], out / "corpus.jsonl")  # declared outputs exist even when nothing is trained
-        StepLog(out / "steps.jsonl").resume(0)
+        if is_main():  # no engine, so no process group to meet at: the other ranks just return
+            with staged_dir(out / "model") as tmp:
+                factory.write_reference(tmp, cfg.model, cfg.revision if commit in ("local", "unresolved") else commit)
+            write_jsonl([], out / "corpus.jsonl")  # declared outputs exist even when nothing is trained
+            StepLog(out / "steps.jsonl").resume(0)
         log.info("%s: using %s as the model (nothing trained)", out, cfg.model)
         return {"trained": 0, "model_revision": commit}
     noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted,
@@ -117,11 +119,10 @@ def pretrain(cfg: BaseConfig, out: Path) -> dict:
         intermediate_size=cfg.intermediate_size, seed=cfg.seed)
     trainer = SFTTrainer(model, tokenizer, cfg, out, steps=StepLog(out / "steps.jsonl"))
     metrics = trainer.train(rows)
-    with staged_dir(out / "model") as tmp:
-        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    save_model(trainer.engine, tokenizer, out / "model")
     checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
     return {
-        **metrics, "trained": 1, "parameters": sum(p.numel() for p in model.parameters()),
+        **metrics, "trained": 1, "parameters": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),  # ds_numel: ZeRO-3
         "corpus_rows": len(rows),
         "corpus_reflection_share": _share(rows, lambda c: any(f"{w['wait']} ," in c for w in LEXICONS.values())),
         "corpus_unformatted_share": _share(rows, lambda c: "<answer>" not in c),

@@ -10,13 +10,13 @@ from typing import ClassVar
 
 from data.loaders import read_jsonl
 from data.quality import write_checked_jsonl
-from infra.io import staged_dir
 from infra.stage import stage_dir
 from infra.steplog import StepLog
 from model import checkpoint, factory
 from model.grpo import GRPOTrainer
 from model.factory import ModelArgs
 from model.sft import SFTArgs, SFTTrainer
+from model.trainer import save_model
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ def grpo_stage(name: str, cfg, extra_columns: dict | None = None, *, rows: list[
     tokenizer, model, commit = factory.load_pinned(cfg.model, cfg.revision)
     trainer = GRPOTrainer(model, tokenizer, rows, cfg, out)
     last = trainer.train()
-    with staged_dir(out / "model") as tmp:
-        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    save_model(trainer.engine, tokenizer, out / "model")
     checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
     history = trainer.steps.read()
     window = max(1, len(history) // 10)
@@ -95,7 +94,6 @@ def sft_stage(name: str, cfg, *, out: Path | None = None) -> dict:
     tokenizer, model, commit = factory.load_pinned(cfg.model, cfg.revision)
     trainer = SFTTrainer(model, tokenizer, cfg, out, steps=StepLog(out / "steps.jsonl"))
     metrics = trainer.train(rows)
-    with staged_dir(out / "model") as tmp:
-        factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+    save_model(trainer.engine, tokenizer, out / "model")
     checkpoint.clear(out / "checkpoints")  # the model is saved: nothing left to resume
     return {**metrics, "rows": len(rows), "steps_done": trainer.total_steps(len(rows)), "model_revision": commit}

@@ -35,11 +35,11 @@ from data.loaders import write_jsonl
 from data.preferences import DEFAULT_KINDS, DEFAULT_SOURCES, KINDS, SOURCES, harmlessness_rows, preference_pairs
 from data.quality import write_checked_jsonl
 from infra.config import knob
-from infra.io import staged_dir
 from infra.stage import stage_dir, stage_main
 from infra.steplog import StepLog
 from model import checkpoint, factory
 from model import reward_model as rm
+from model.trainer import is_main, save_model
 
 log = logging.getLogger(__name__)
 NAME = "reward_model"
@@ -86,10 +86,10 @@ def run(cfg: RewardModelConfig) -> dict:
         test = _split(rows, "test")
         metrics.update(_evaluate_helpful(trainer, cfg, test) if name == "helpful"
                        else _evaluate_harmless(trainer, cfg, test))
-        with staged_dir(out / name) as tmp:
-            factory.save_pretrained(trainer.engine.module, tokenizer, tmp)
+        save_model(trainer.engine, tokenizer, out / name)
         metrics[f"{name}_seconds"] = time.perf_counter() - started
-    _merge_steps(out)
+    if is_main():
+        _merge_steps(out)
     checkpoint.clear(out / "checkpoints")  # both models are saved: nothing left to resume
     return {**metrics, "pairs_train": len(_split(pairs, "train")), "pairs_test": len(_split(pairs, "test")),
             "harmless_train": len(_split(safety, "train")), "harmless_test": len(_split(safety, "test"))}
