@@ -16,14 +16,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from data.formatting import render_prompts
 from infra import launch
 from model.grpo import mixing_rate, reflection_rate
 from model.rewards import answer_key, extract_answer, get_reward
 from model.rewards.code import extract_code
 from model.rollout import decode_completions, generate, left_pad, stop_token_ids
+from model.trainer import seeded_sampling
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +65,16 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
     texts: list[str] = []
     lengths: list[int] = []
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(protocol.seed) if device.type == "cpu" else None
     for start in range(0, len(flat), protocol.batch_size):
         launch.follow_threads()
         chunk = flat[start:start + protocol.batch_size]
         prompt_ids, prompt_mask = left_pad([ids[i] for i in chunk], tokenizer.pad_token_id)
-        rollout = generate(model, prompt_ids.to(device), prompt_mask.to(device),
-                           max_new_tokens=protocol.max_new_tokens, eos_token_id=stop_ids,
-                           pad_token_id=tokenizer.pad_token_id, temperature=temperature,
-                           top_p=protocol.top_p if temperature > 0 else 1.0, generator=generator)
+        # Seeded per batch on CPU and CUDA alike (model.trainer.seeded_sampling keeps the GPU's fast path).
+        with seeded_sampling(device, (protocol.seed, start // protocol.batch_size)) as generator:
+            rollout = generate(model, prompt_ids.to(device), prompt_mask.to(device),
+                               max_new_tokens=protocol.max_new_tokens, eos_token_id=stop_ids,
+                               pad_token_id=tokenizer.pad_token_id, temperature=temperature,
+                               top_p=protocol.top_p if temperature > 0 else 1.0, generator=generator)
         texts += decode_completions(tokenizer, rollout, stop_ids)
         lengths += rollout.completion_mask.sum(dim=1).tolist()
     return texts, lengths

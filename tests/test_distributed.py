@@ -1,5 +1,6 @@
-"""N ranks, one result (DESIGN.md contract 4): SFT, reward-model and GRPO stages run through
-`python -m flows.cli stage NAME` under torchrun on two CPU ranks (gloo) into one shared project,
+"""N ranks, one result (DESIGN.md contract 4): SFT, reward-model and GRPO stages run as dvc.yaml
+runs them (`python -m flows.cli launch NAME`, here with a launch file of `cpu_ranks: 2`, which
+starts `flows.cli stage NAME` under torchrun) on two CPU ranks (gloo) into one shared project,
 and their saved weights, per-step metrics and samples equal those of one rank at the same global
 batch. Ranks say which rows they trained on in DEBUG lines (model.trainer.log_shard)."""
 
@@ -17,7 +18,6 @@ import torch
 import yaml
 
 from conftest import DIST_VARS
-from infra.launch import free_port
 from presets import SMALL
 
 SHARD = re.compile(r"shard (\S+) step=(\d+) rank=(\d+) rows=(\[[^\]]*\])")
@@ -43,14 +43,23 @@ def _zero3_config(tmp_path: Path) -> Path:
 
 
 def _stage(project: Path, stage: str, ranks: int, ds_config: str | Path = "zero2") -> str:
-    """Run one stage under torchrun with ``ranks`` processes; returns its log (stderr)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "R1FLOW_DS_CONFIG": str(ds_config), "R1FLOW_LOG_LEVEL": "DEBUG"}
+    """Run one stage as dvc.yaml runs it (``python -m flows.cli launch``), with a launch file
+    asking for ``ranks`` CPU processes (torchrun); returns its log (stderr)."""
+    from infra.launch import launch_settings
+
+    settings = launch_settings()
+    launch_file = project / f"launch_{ranks}.yaml"
+    launch_file.write_text(yaml.safe_dump({"cpu_ranks": ranks, "training_stages": settings.training_stages,
+                                           "sampling_stages": settings.sampling_stages}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "R1FLOW_DS_CONFIG": str(ds_config), "R1FLOW_LOG_LEVEL": "DEBUG",
+           "R1FLOW_LAUNCH": str(launch_file), "CUDA_VISIBLE_DEVICES": ""}
     for key in DIST_VARS:
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "flows.cli", "stage", stage]
+    cmd = [sys.executable, "-m", "flows.cli", "launch", stage]
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-6000:]
+    launched = proc.stdout.splitlines()[0]
+    assert ("torch.distributed.run --nproc_per_node 2" in launched) == (ranks == 2), launched
     return proc.stderr
 
 
