@@ -42,11 +42,11 @@ def compare(models: dict[str, str], reference: str) -> list[dict]:
     ids, mask = _batch(tokenizer)
     with torch.no_grad():
         ref_logits = ref_model(input_ids=ids, attention_mask=mask).logits
-    ref_params = dict(ref_model.named_parameters())
+    ref_params = {k: p.detach() for k, p in ref_model.named_parameters()}
     rows = []
     for name, path in models.items():
         model, _ = _load(path)
-        params = dict(model.named_parameters())
+        params = {k: p.detach() for k, p in model.named_parameters()}
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits
         rel = max(float((params[k] - ref_params[k]).norm() / ref_params[k].norm().clamp(min=1e-12)) for k in params)

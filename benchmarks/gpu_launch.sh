@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_launch.sh gain [OUT]   # default world: base -> r1_zero -> evaluate@{base,r1_zero}, ZeRO-2
 #   bash benchmarks/gpu_launch.sh zero [OUT]   # SFT (base) and GRPO (r1_zero) under ZeRO-2 and ZeRO-3, compared
+#                                              # (GRPO starts from gain's trained base: run gain first)
 #
 # Every stage runs through `python -m flows.cli launch NAME` - the command dvc.yaml gives DVC,
 # which the Prefect flow's task runs through `dvc repro` - with CUDA_VISIBLE_DEVICES set to the
@@ -65,6 +66,7 @@ EOF
 fi
 
 if [ "$mode" = zero ]; then
+  [ -d /tmp/r1flow-gain/artifacts/base/model ] || { echo "run 'gain' first: GRPO starts from its base"; exit 1; }
   sft=(--set max_steps=40 --set checkpoint_every=20)
   grpo=(--set steps=6 --set checkpoint_every=3 --set prompts_per_step=16 --set model=artifacts/base/model)
   for z in zero2 zero3_t0; do
@@ -72,8 +74,8 @@ if [ "$mode" = zero ]; then
     cfg=$z; [ "$z" = zero3_t0 ] && cfg=$d/zero3_t0.json
     export R1FLOW_DS_CONFIG=$cfg
     stage "$d" "sft_$z" base "${sft[@]}"
-    # GRPO from one base for both: ZeRO-2's, copied.
-    [ "$z" = zero3_t0 ] && rm -rf "$d/artifacts/base/model" && cp -r /tmp/r1flow-zero2/artifacts/base/model "$d/artifacts/base/model"
+    # GRPO from one trained base for both (a 40-step base earns no reward, so GRPO would not move).
+    rm -rf "$d/artifacts/base/model" && cp -r /tmp/r1flow-gain/artifacts/base/model "$d/artifacts/base/model"
     stage "$d" "grpo_$z" r1_zero "${grpo[@]}"
   done
   unset R1FLOW_DS_CONFIG
@@ -82,7 +84,7 @@ if [ "$mode" = zero ]; then
     zero3=/tmp/r1flow-zero3_t0/artifacts/base/model --json "$out/sft.json"
   echo; echo "GRPO (r1_zero stage, 6 steps from the same base):"
   python3 -m benchmarks.compare_models zero2=/tmp/r1flow-zero2/artifacts/r1_zero/model \
-    zero3=/tmp/r1flow-zero3_t0/artifacts/r1_zero/model base=/tmp/r1flow-zero2/artifacts/base/model --json "$out/grpo.json"
+    zero3=/tmp/r1flow-zero3_t0/artifacts/r1_zero/model base=/tmp/r1flow-gain/artifacts/base/model --json "$out/grpo.json"
   grep -h "launch:\|zero stage\|world size" "$out"/grpo_zero3_t0.log | head -4
 fi
 cat "$out/times.txt"

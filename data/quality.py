@@ -494,14 +494,19 @@ def write_checked_jsonl(
     On failure nothing is written to ``path`` (a previous file stays byte-for-byte intact) and
     :class:`DataQualityError` is raised. With ``report_dir``, ``<suite>.json`` (the report) and
     ``<suite>.html`` (the Data Docs page) are written there in both outcomes, before raising.
+    In a job of several ranks every rank validates and only rank 0 writes.
     """
+    from infra import launch
+
     rows = list(rows)
     report = validate_rows(rows, suite)
-    if report_dir is not None:
+    writer = launch.rank() == 0  # every rank checks (and fails alike); rank 0 alone writes
+    if report_dir is not None and writer:
         _write_report(report, report_dir, path)
     if not report.success:
         raise DataQualityError(report, path=path)
-    write_jsonl(rows, path)
+    if writer:
+        write_jsonl(rows, path)
     return report
 
 

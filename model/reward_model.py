@@ -95,9 +95,14 @@ def load(path: str | Path):
 
 
 def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int) -> list[list[int]]:
-    """Token ids of each (prompt, response) as the SFT trainer renders them (module doc)."""
+    """Token ids of each (prompt, response) as the SFT trainer renders them (module doc), at
+    most ``max_length``, always ending in EOS: the head reads the reward at the last token, so
+    a response cut to fit still ends on the token the head learned to read (unlike SFT, where a
+    cut completion gets no EOS so the model does not learn to stop mid-thought)."""
     rows = [{"prompt": p, "completion": r} for p, r in zip(prompts, responses)]
-    return [p + c for p, c in encode_rows(tokenizer, rows, max_length)]
+    eos = tokenizer.eos_token_id
+    return [p + c if c[-1:] == [eos] else p + c + [eos]
+            for p, c in encode_rows(tokenizer, rows, max_length - 1)]
 
 
 def collate(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
