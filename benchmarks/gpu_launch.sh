@@ -17,6 +17,7 @@ out=$(realpath -m "${2:-gpu-out}")
 src=$(pwd)
 mkdir -p "$out"
 gpus=$(python3 -c 'import torch; print(",".join(map(str, range(torch.cuda.device_count()))))')
+ngpu=$(python3 -c 'import torch; print(max(1, torch.cuda.device_count()))')
 export CUDA_VISIBLE_DEVICES=$gpus PYTHONUNBUFFERED=1
 
 # A copy of the project for one variant, with a ZeRO-3 config whose persistence threshold is 0
@@ -44,7 +45,7 @@ stage() {  # stage DIR LOG NAME [args...]: one stage as dvc.yaml runs it, timed
 
 if [ "$mode" = gain ]; then
   d=$(workdir gain)
-  stage "$d" base base
+  stage "$d" base base --set micro_batch=$((64 / ngpu))   # params.yaml's global batch of 64, split over the GPUs
   stage "$d" r1_zero r1_zero
   stage "$d" evaluate_base evaluate@base
   stage "$d" evaluate_r1_zero evaluate@r1_zero
@@ -67,7 +68,7 @@ fi
 
 if [ "$mode" = zero ]; then
   [ -d /tmp/r1flow-gain/artifacts/base/model ] || { echo "run 'gain' first: GRPO starts from its base"; exit 1; }
-  sft=(--set max_steps=40 --set checkpoint_every=20)
+  sft=(--set max_steps=40 --set checkpoint_every=20 --set micro_batch=$((64 / ngpu)))
   grpo=(--set steps=6 --set checkpoint_every=3 --set prompts_per_step=16 --set model=artifacts/base/model)
   for z in zero2 zero3_t0; do
     d=$(workdir "$z")
