@@ -83,7 +83,7 @@ def sum_over_ranks(values: dict[str, float]) -> dict[str, float]:
     if not _distributed() or torch.distributed.get_world_size() == 1:
         return dict(values)
     keys = sorted(values)
-    total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_collective_device())
     torch.distributed.all_reduce(total)
     return dict(zip(keys, total.tolist()))
 
@@ -92,9 +92,17 @@ def max_over_ranks(value: float) -> float:
     """The largest ``value`` over ranks (e.g. a wall time: the step waits for the slowest)."""
     if not _distributed():
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return float(t)
+
+
+def _collective_device() -> torch.device:
+    """Where a tensor for a collective must live: NCCL reduces GPU tensors only (this rank's
+    GPU), gloo CPU tensors."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def rank_share(n: int, what: str = "rows") -> slice:
