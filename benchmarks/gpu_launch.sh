@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_launch.sh gain [OUT]   # default world: base -> r1_zero -> evaluate@{base,r1_zero}, ZeRO-2
 #   bash benchmarks/gpu_launch.sh zero [OUT]   # SFT (base) and GRPO (r1_zero) under ZeRO-2 and ZeRO-3, compared
 #                                              # (GRPO starts from gain's trained base: run gain first)
+#   bash benchmarks/gpu_launch.sh grpo-match [OUT]  # GRPO under ZeRO-2 vs ZeRO-3 after 1 and 2 steps (bf16)
 #
 # Every stage runs through `python -m flows.cli launch NAME` - the command dvc.yaml gives DVC,
 # which the Prefect flow's task runs through `dvc repro` - with CUDA_VISIBLE_DEVICES set to the
@@ -87,5 +88,30 @@ if [ "$mode" = zero ]; then
   python3 -m benchmarks.compare_models zero2=/tmp/r1flow-zero2/artifacts/r1_zero/model \
     zero3=/tmp/r1flow-zero3_t0/artifacts/r1_zero/model base=/tmp/r1flow-gain/artifacts/base/model --json "$out/grpo.json"
   grep -h "launch:\|zero stage\|world size" "$out"/grpo_zero3_t0.log | head -4
+fi
+if [ "$mode" = grpo-match ]; then
+  [ -d /tmp/r1flow-gain/artifacts/base/model ] || { d=$(workdir gain); stage "$d" base base --set micro_batch=$((64 / ngpu)); }
+  for variant in bf16_1 bf16_2; do
+    steps=${variant#*_}
+    for z in zero2 zero3_t0; do
+      d=$(workdir "${z}_$variant")
+      base_cfg=$z; [ "$z" = zero3_t0 ] && base_cfg=$d/zero3_t0.json
+      python3 - "$base_cfg" "$d/ds.json" "${variant%_*}" <<'EOF2'
+import json, sys
+from infra.launch import load_ds_config
+cfg = load_ds_config(sys.argv[1])
+cfg["bf16"] = {"enabled": sys.argv[3] == "bf16"}
+json.dump(cfg, open(sys.argv[2], "w"))
+EOF2
+      rm -rf "$d/artifacts/base/model" && mkdir -p "$d/artifacts/base" && cp -r /tmp/r1flow-gain/artifacts/base/model "$d/artifacts/base/model"
+      R1FLOW_DS_CONFIG=$d/ds.json stage "$d" "grpo_${z}_$variant" r1_zero --set steps=$steps --set checkpoint_every=0 \
+        --set prompts_per_step=16 --set model=artifacts/base/model
+      grep -oh "reward=[0-9.]*, acc=[0-9.]*" "$out/grpo_${z}_$variant.log" | uniq | tr '\n' ' ' | sed "s/^/  $z $variant steps: /"; echo
+    done
+    echo; echo "GRPO, $steps step(s), ${variant%_*}:"
+    python3 -m benchmarks.compare_models zero2=/tmp/r1flow-zero2_$variant/artifacts/r1_zero/model \
+      zero3=/tmp/r1flow-zero3_t0_$variant/artifacts/r1_zero/model base=/tmp/r1flow-gain/artifacts/base/model \
+      --json "$out/grpo_$variant.json"
+  done
 fi
 cat "$out/times.txt"
