@@ -86,6 +86,8 @@ def _embedded_defaults() -> None:
     # No HF_HUB_OFFLINE here: local models load with local_files_only (model/factory.py), and a
     # user who names a hub id (a recipe, --set base.model=...) gets the hub.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary API server waits 20 s to start by default; a busy 2-core machine needs more.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def copy_outputs(source: Path, dest: Path) -> None:
