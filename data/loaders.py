@@ -133,6 +133,27 @@ def benchmark_splits(name: str) -> tuple[str, ...]:
     """The splits stored locally for benchmark ``name`` (KeyError for another name)."""
     return tuple(_BENCHMARKS[name].files)
 
+
+def benchmark_of(spec: str) -> tuple[str, str | None] | None:
+    """``(benchmark, split)`` for a dataset spec that reads a benchmark, however it is named:
+    its name or hub id (split None: the stage's ``split`` decides; ``HuggingFaceH4/aime_2024``
+    -> ``aime24``) or the path of one of its files in the shared data folder (that file's
+    split). None for anything else (other files, other hub ids, synthetic tasks)."""
+    if spec in _BENCHMARKS:
+        return spec, None
+    if spec.lower() in _HUB:
+        return _HUB[spec.lower()][0], None
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        folder = shared_data_dir()
+    except FileNotFoundError:
+        return None
+    return next(((name, split) for name, b in _BENCHMARKS.items() for split, f in b.files.items()
+                 if (folder / f).resolve() == path.resolve()), None)
+
+
 # Lower-cased hub id -> (benchmark, hub config, split renames). aime_2024 has only "train".
 _HUB = {
     "openai/gsm8k": ("gsm8k", "main", {}),

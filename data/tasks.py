@@ -22,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from data.loaders import EVAL_ONLY_BENCHMARKS, load_dataset
+from data.loaders import EVAL_ONLY_BENCHMARKS, benchmark_of, load_dataset
 from data.synthetic import FAMILIES, SPLITS, make_rows
 from infra.config import knob
 
@@ -70,9 +70,14 @@ def check_training_set(spec: str, split: str) -> None:
     """Raise ValueError, saying why and what to use, if a training or sampling stage would read
     an evaluation set: a test-only benchmark or a ``test``/``hard`` split."""
     base, read = resolve_split(spec, split)
-    if base in EVAL_ONLY_BENCHMARKS:
-        raise ValueError(f"{base} has only a test split: it is an evaluation set; train on gsm8k "
+    bench, file_split = benchmark_of(base) or (None, None)
+    named = bench if bench == base else f"{base} ({bench})"
+    if bench in EVAL_ONLY_BENCHMARKS:
+        raise ValueError(f"{named} has only a test split: it is an evaluation set; train on gsm8k "
                          "(split train) or a file")
+    if file_split == "test":
+        raise ValueError(f"{named}: this file is the test split, which evaluation scores; train on "
+                         f"{bench} with split train")
     if read in EVAL_SPLITS:
         family = base if base in FAMILIES or base == "synthetic" else None
         instead = f"dataset={family} with split=train" if family else "split=train (or a validation split)"

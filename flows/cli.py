@@ -70,6 +70,8 @@ def cmd_launch(argv: list[str]) -> None:
     parser.add_argument("stage", help="NAME or NAME@ITEM")
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     args, rest = parser.parse_known_args(argv)
+    if args.stage.partition("@")[0] not in STAGES:
+        raise SystemExit(f"r1flow launch: unknown stage {args.stage!r}; stages: {', '.join(STAGES)}")
     try:
         cmd, changes = launch.stage_command(args.stage, rest, launch.launch_settings())
     except ValueError as err:

@@ -67,8 +67,10 @@ def load_recipe(path: str | Path) -> dict[str, dict]:
     unknown = sorted(set(recipe) - set(STAGES))
     if unknown:
         raise ValueError(f"recipe {path}: unknown stage section(s) {unknown}; stages: {list(STAGES)}")
-    check_params({**load_params("params.yaml"), **recipe} if Path("params.yaml").is_file() else recipe,
-                 where=f"recipe {path}")
+    params = load_params("params.yaml") if Path("params.yaml").is_file() else {}
+    # Key by key, as the run's workspace applies it (tasks/workspace.py apply_overrides).
+    merged = {**params, **{stage: {**(params.get(stage) or {}), **values} for stage, values in recipe.items()}}
+    check_params(merged, where=f"recipe {path}")
     return recipe
 
 
@@ -205,12 +207,14 @@ def _run(graph: dict[str, list[str]], wanted: list[str], workspace: str, parent_
 class GpuSets:
     """Hands out the host's GPU sets (``infra.launch.gpu_sets``): a training or sampling stage
     starts only when a set is free and holds it until it ends, so GPU stages run one at a time
-    per set while CPU-only stages start beside them. On a host without GPUs every stage is a
-    CPU stage and nothing waits here."""
+    per set while CPU-only stages start beside them. With a hostfile and no local GPUs, the
+    nodes are one set. On a host without GPUs every stage is a CPU stage and nothing waits
+    here."""
 
     def __init__(self, settings: launch.LaunchSettings, gpus: list[str] | None = None):
         self.settings = settings
-        self.free = launch.gpu_sets(settings, gpus)
+        # A hostfile job spans the nodes: one training stage on them at a time.
+        self.free = launch.gpu_sets(settings, gpus) or ([[]] if settings.hostfile else [])
         self.held: dict[str, list[str]] = {}
         self.gpu_host = bool(self.free)
 
@@ -254,8 +258,8 @@ def r1_pipeline(
 
     Args:
         base_model: Hugging Face causal LM (hub id or path) to start from; empty = the tiny default.
-        dataset: prompt set of every RL and sampling stage: synthetic, arithmetic, countdown, gsm8k,
-            math500, a file, a hub id.
+        dataset: prompt set of every RL and sampling stage (its train split): synthetic, arithmetic,
+            countdown, gsm8k, a file, a hub id. Evaluation sets (math500, aime24, humaneval) are refused.
         num_generations: G, completions per prompt in every GRPO stage.
         learning_rate: learning rate of every GRPO stage.
         rl_steps: GRPO steps of r1_zero.

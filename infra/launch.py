@@ -161,14 +161,19 @@ class LaunchSettings:
     ds_config: str = DEFAULT_DS_CONFIG
     training_stages: list = field(default_factory=list)
     sampling_stages: list = field(default_factory=list)
+    source: str = ""  # the file these settings came from (absolute), handed on to every stage
 
     def __post_init__(self):
-        if self.gpus != "auto" and not (isinstance(self.gpus, int) and self.gpus >= 0):
-            raise ValueError(f"launch file: gpus must be auto or a count >= 0, got {self.gpus!r}")
-        if not isinstance(self.cpu_ranks, int) or self.cpu_ranks < 1:
-            raise ValueError(f"launch file: cpu_ranks must be a count >= 1, got {self.cpu_ranks!r}")
+        if self.gpus != "auto" and not (type(self.gpus) is int and self.gpus >= 0):
+            raise ValueError(f"gpus must be auto or a count >= 0, got {self.gpus!r}")
+        if type(self.cpu_ranks) is not int or self.cpu_ranks < 1:
+            raise ValueError(f"cpu_ranks must be a count >= 1, got {self.cpu_ranks!r}")
         if self.hostfile and not Path(self.hostfile).is_file():
-            raise ValueError(f"launch file: hostfile {self.hostfile!r} does not exist")
+            raise ValueError(f"hostfile {self.hostfile!r} does not exist")
+        for key in ("training_stages", "sampling_stages"):
+            if not isinstance(getattr(self, key), list):
+                raise ValueError(f"{key} must be a list of stage names, got {getattr(self, key)!r}")
+        load_ds_config(self.ds_config)  # an unknown ZeRO config fails here, not after the model loaded
 
     def kind(self, stage: str) -> str:
         """``train``, ``sample`` or ``cpu`` for a stage name (``NAME`` or ``NAME@ITEM``)."""
@@ -179,23 +184,40 @@ class LaunchSettings:
 def launch_settings(path: str | Path | None = None) -> LaunchSettings:
     """The settings of ``path``, else ``$R1FLOW_LAUNCH``, else infra/launch.yaml.
 
+    A file of your own only needs the keys it changes: the others (the stage lists among them)
+    come from infra/launch.yaml. A relative ``hostfile`` is read from the launch file's folder.
+
     Raises:
-        ValueError: for an unknown key or a bad value, naming the file.
+        ValueError: for a missing file, an unknown key or a bad value, naming the file.
     """
     import dataclasses
 
     import yaml
 
-    path = path or os.environ.get(LAUNCH_FILE_ENV) or resources.files("infra") / "launch.yaml"
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    known = {f.name for f in dataclasses.fields(LaunchSettings)}
+    packaged = Path(str(resources.files("infra") / "launch.yaml"))
+    path = Path(path or os.environ.get(LAUNCH_FILE_ENV) or packaged).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"launch file {path} not found (${LAUNCH_FILE_ENV} or infra/launch.yaml)")
+    raw = {**yaml.safe_load(packaged.read_text()), **_mapping(path)}
+    known = {f.name for f in dataclasses.fields(LaunchSettings)} - {"source"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    if raw.get("hostfile"):
+        raw["hostfile"] = str((path.parent / raw["hostfile"]).resolve())
     try:
-        return LaunchSettings(**raw)
+        return LaunchSettings(**raw, source=str(path))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+
+
+def _mapping(path: Path) -> dict:
+    import yaml
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected `key: value` lines, got {type(raw).__name__}")
+    return raw
 
 
 def visible_gpus() -> list[str]:
@@ -229,17 +251,28 @@ def stage_command(stage: str, argv: list[str], settings: LaunchSettings,
     """The command that runs ``r1flow stage <stage> <argv>`` under ``settings``, and the
     environment variables to set for it (an empty value means: remove it).
 
-    ``gpus`` is the GPU set given to this stage (default: the visible GPUs). Training stages
-    get the DeepSpeed launcher over the whole set (or the hostfile), or torchrun with
-    ``cpu_ranks`` processes on a CPU host; sampling stages one process on the set's first
-    GPU; the rest one plain process. ``--no_local_rank``: the stage reads LOCAL_RANK from the
-    environment (DeepSpeed's launcher sets it), not from an argument.
+    ``gpus`` are the GPUs this stage may use (default: the visible ones; the pipeline's runner
+    makes them one GPU set); a stage takes the first GPU set of them (``gpu_sets``), so
+    ``gpus: N`` holds under ``dvc repro`` too. Training stages get the DeepSpeed launcher over
+    the set (or the hostfile), or torchrun with ``cpu_ranks`` processes on a CPU host; sampling
+    stages one process on the set's first GPU; the rest one plain process. ``gpus: 0`` hides
+    every GPU. ``--no_local_rank``: the stage reads LOCAL_RANK from the environment (DeepSpeed's
+    launcher sets it), not from an argument.
+
+    Raises:
+        ValueError: more GPUs per stage than visible, or GPUs named by UUID/MIG id (the
+            DeepSpeed launcher takes indices).
     """
     import sys
 
-    gpus = (visible_gpus() if gpus is None else gpus) if settings.gpus != 0 else []
+    sets = gpu_sets(settings, visible_gpus() if gpus is None else gpus)
+    gpus = sets[0] if sets else []
+    if any(not g.isdigit() for g in gpus):
+        raise ValueError(f"CUDA_VISIBLE_DEVICES names GPUs {gpus}: give their indices (nvidia-smi -L), "
+                         "which the DeepSpeed launcher needs")
     entry = ["-m", "flows.cli", "stage", stage, *argv]
     kind = settings.kind(stage)
+    hidden = {"CUDA_VISIBLE_DEVICES": "-1"} if settings.gpus == 0 else {}
     if kind == "train" and (settings.hostfile or len(gpus) > 1):
         target = ["--hostfile", settings.hostfile] if settings.hostfile else ["--include", f"localhost:{','.join(gpus)}"]
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", *target, "--master_port", str(free_port()),
@@ -248,8 +281,8 @@ def stage_command(stage: str, argv: list[str], settings: LaunchSettings,
     if kind == "train" and not gpus and settings.cpu_ranks > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(settings.cpu_ranks),
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *entry]
-        return cmd, {"OMP_NUM_THREADS": str(max(1, _cpu_threads() // settings.cpu_ranks))}
-    env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus and kind in ("train", "sample") else {}
+        return cmd, {**hidden, "OMP_NUM_THREADS": str(max(1, _cpu_threads() // settings.cpu_ranks))}
+    env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus and kind in ("train", "sample") else hidden
     return [sys.executable, *entry], env
 
 

@@ -53,7 +53,7 @@ them whole).
 
 One CPU rank:  r1flow stage r1_zero
 Two CPU ranks: OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m flows.cli stage r1_zero
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage r1_zero
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage r1_zero
                (R1FLOW_DS_CONFIG=zero3 for ZeRO-3; set generation_batch_size to compare world sizes)
 """
 
@@ -79,7 +79,8 @@ from model.rewards import get_reward
 from model.rollout import completion_logprobs, concat_rollouts, decode_completions, generate, left_pad, stop_token_ids
 from model.trainer import (
     Trainer, copy_weights, full_state_dict, gather_lists, gathered_for_generation, grad_accum_steps, is_main,
-    load_full_state, log_shard, max_over_ranks, rank_share, reference_engine, seeded_sampling, sum_over_ranks,
+    load_full_state, log_shard, max_over_ranks, needs_lockstep, rank_share, reference_engine, seeded_sampling,
+    sum_over_ranks,
 )
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class GRPOArgs:
     num_iterations: int = knob(1, "μ, policy updates per batch of rollouts (paper: 1).")
     ref_refresh_steps: int = knob(400, "Replace the reference by the policy every N steps (paper: 400); 0 = never.")
     loss_type: str = knob("grpo", "grpo (per-sequence mean, the paper) | dr_grpo | dapo (token-level).")
-    scale_rewards: str = knob("group", "Advantage scaling: group (divide by the group std, eq. 3) | batch | none (Dr. GRPO).")
+    scale_rewards: str | bool = knob("group", "Advantage scaling: group (divide by the group std, eq. 3) | batch | none (Dr. GRPO).")
     temperature: float = knob(1.0, "Rollout sampling temperature (paper: 1.0).")
     top_p: float = knob(1.0, "Rollout nucleus sampling.")
     max_completion_length: int = knob(96, "Longest completion in tokens.")
@@ -370,7 +371,8 @@ class GRPOTrainer(Trainer):
                     parts.append(generate(
                         model, ids.to(device), mask.to(device), max_new_tokens=a.max_completion_length,
                         eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
-                        temperature=a.temperature, top_p=a.top_p, generator=generator))
+                        temperature=a.temperature, top_p=a.top_p, generator=generator,
+                        lockstep=needs_lockstep(self.engine)))
         rollout = concat_rollouts(parts, self.tokenizer.pad_token_id)
         chosen = [i for i in prompts[share] for _ in range(G)]
         return rollout, decode_completions(self.tokenizer, rollout, self.stop_ids), chosen

@@ -279,6 +279,7 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    lockstep: bool = False,
 ) -> Rollout:
     """Sample up to `max_new_tokens` completion tokens for each left-padded prompt row.
 
@@ -288,6 +289,10 @@ def generate(
     On CUDA, supported models (see `model.fast_decode.supports`) take the static-cache,
     CUDA-graph path with the same contract; set R1FLOW_FAST_DECODE=0 to force this loop.
     The model runs in eval mode under `torch.inference_mode` and its modes are restored.
+    `lockstep` runs all `max_new_tokens` steps even when every row has ended (the extra
+    columns are padding, masked out), so that ranks whose forwards hold ZeRO-3 collectives
+    (partitioned weights gathered layer by layer) make the same number of forwards, as
+    Hugging Face's `synced_gpus` does.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -310,7 +315,7 @@ def generate(
             )
         else:
             steps, tokens, logprobs, attention_mask, finished = _decode(
-                model, prompt_ids, prompt_mask, max_new_tokens, eos, pad_token_id, sample
+                model, prompt_ids, prompt_mask, max_new_tokens, eos, pad_token_id, sample, lockstep
             )
     P = prompt_ids.shape[1]
     if logger.isEnabledFor(logging.DEBUG):
@@ -335,6 +340,7 @@ def _decode(
     eos: torch.Tensor,
     pad_token_id: int,
     sample: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    lockstep: bool = False,
 ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prefill + decode loop; returns (steps, tokens, logprobs, attention_mask, finished).
 
@@ -364,7 +370,7 @@ def _decode(
         logprobs[:, t] = logprob.masked_fill(finished, 0.0)
         attention_mask[:, P + t] = alive
         finished |= torch.isin(token, eos) & alive
-        if t + 1 == max_new_tokens or bool(finished.all()):
+        if t + 1 == max_new_tokens or (not lockstep and bool(finished.all())):
             return t + 1, tokens, logprobs, attention_mask, finished
         out = model(input_ids=tokens[:, t : t + 1], attention_mask=attention_mask[:, : P + t + 1],
                     position_ids=next_position + t, use_cache=True,

@@ -16,7 +16,7 @@ update one rank computes. The logged loss is the mean over all the step's micro-
 
 One CPU rank:  r1flow stage base
 Two CPU ranks: OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m flows.cli stage base
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage base
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage base
 """
 
 from __future__ import annotations

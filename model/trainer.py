@@ -218,7 +218,8 @@ def gathered_for_generation(engine) -> Iterator[torch.nn.Module]:
     Under ZeRO-3 on CUDA every parameter is gathered once (read-only) and released at the end,
     so the static-cache decoder (model/fast_decode.py), which reads weight tensors directly, can
     run. On CPU rollouts take the eager loop, whose module forwards gather each layer through
-    ZeRO-3's hooks (a whole-model gather would be released by the first layer's hook anyway).
+    ZeRO-3's hooks (a whole-model gather would be released by the first layer's hook anyway),
+    and every rank must then decode in lockstep (:func:`needs_lockstep`).
     """
     module = engine.module
     gather = engine.zero_optimization_partition_weights() and engine.device.type == "cuda"
@@ -228,6 +229,16 @@ def gathered_for_generation(engine) -> Iterator[torch.nn.Module]:
         from model import fast_decode
 
         fast_decode.clear()  # its buffers point at the gathered storage, freed now
+
+
+def needs_lockstep(engine) -> bool:
+    """Whether generation on ``engine.module`` must run every rank through the same number of
+    forwards (``model.rollout.generate(lockstep=True)``): ZeRO-3 weights that are not gathered
+    for generation (on CPU, see :func:`gathered_for_generation`) are gathered layer by layer in
+    each forward, a collective every rank must join, so a rank whose rows all ended early
+    would leave the others waiting forever."""
+    return (engine.zero_optimization_partition_weights() and engine.device.type != "cuda"
+            and launch.world_size() > 1)
 
 
 @contextlib.contextmanager

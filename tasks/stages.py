@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from infra.launch import THREADS_ENV, launch_settings
+from infra.launch import LAUNCH_FILE_ENV, THREADS_ENV, launch_settings
 from infra.proc import stream, tool_env
 
 PARENT_RUN_ENV = "R1FLOW_PARENT_RUN_ID"
@@ -25,7 +25,9 @@ def stage_env(parent_run_id: str | None, tracking_uri: str, threads_file: str | 
     """Environment for a stage subprocess: project tools on PATH, the MLflow parent run, the
     file holding its CPU thread allotment (stages running side by side share the cores;
     see ``infra.launch.follow_threads``) and, on a GPU host, the GPU set it may use."""
-    extra = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+    # The launch file the runner read (absolute), so every stage of the run reads the same one,
+    # not the copy committed in the run's workspace.
+    extra = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1", LAUNCH_FILE_ENV: launch_settings().source}
     if gpus:
         extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     if threads_file:

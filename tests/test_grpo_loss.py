@@ -169,6 +169,9 @@ def test_grpo_args_accept_trl_names_and_check_them():
 
     args = GRPOArgs(num_generations=4, num_iterations=2, max_completion_length=32, scale_rewards=False)
     assert args.scale_rewards == "none"  # TRL's old bool form
+    from infra.config import build_config, parse_overrides
+
+    assert build_config(GRPOArgs, parse_overrides(["scale_rewards=false"])).scale_rewards == "none"  # --set form
     with pytest.raises(ValueError, match="epsilon_high"):
         GRPOArgs(epsilon=0.2, epsilon_high=0.1)
     with pytest.raises(ValueError, match="scale_rewards"):

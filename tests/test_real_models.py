@@ -151,6 +151,8 @@ def test_a_test_only_benchmark_as_training_set_fails_saying_why(dataset, tmp_pat
     ("synthetic", "test", "reads the test split"),
     ("gsm8k", "test", "training and sampling stages never draw from it"),
     ("math500", "train", "math500 has only a test split"),
+    ("HuggingFaceH4/aime_2024", "train", r"\(aime24\) has only a test split"),  # its hub id, whose one split is train
+    ("OpenAI/OpenAI_HumanEval", "train", r"\(humaneval\) has only a test split"),
 ])
 def test_training_stages_refuse_evaluation_splits(dataset, split, message):
     from infra.config import ConfigError, build_config
@@ -161,6 +163,17 @@ def test_training_stages_refuse_evaluation_splits(dataset, split, message):
     for cls in (R1ZeroConfig, ColdStartConfig, RejectionSamplingConfig):
         with pytest.raises(ConfigError, match=message):
             build_config(cls, {"dataset": dataset, "split": split})
+
+
+def test_benchmark_files_named_by_path_are_refused_for_training():
+    from infra.config import ConfigError, build_config
+    from model.stages.r1_zero import R1ZeroConfig
+
+    with pytest.raises(ConfigError, match=r"\(math500\) has only a test split"):
+        build_config(R1ZeroConfig, {"dataset": str(shared_data("math500/test.jsonl"))})
+    with pytest.raises(ConfigError, match=r"\(gsm8k\): this file is the test split"):
+        build_config(R1ZeroConfig, {"dataset": str(shared_data("gsm8k/test.jsonl"))})
+    assert build_config(R1ZeroConfig, {"dataset": str(shared_data("gsm8k/train.jsonl"))}).split == "train"
 
 
 def test_splits_of_each_dataset_kind():

@@ -99,6 +99,19 @@ def test_decode_feeds_last_token_positions_mask_and_cache():
     assert last.position_ids.tolist() == [[4], [3]]
 
 
+def test_lockstep_makes_every_forward_yet_samples_the_same():
+    # ZeRO-3 ranks gather weights inside each forward: all must make max_new_tokens forwards.
+    ids, mask = left_pad([[6, 1], [4], [7, 6, 5]], PAD)  # every row ends within 4 tokens
+    free, locked = TableLM(chain_table(CHAIN)), TableLM(chain_table(CHAIN))
+    a = generate(free, ids, mask, max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)
+    b = generate(locked, ids, mask, max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0,
+                 lockstep=True)
+    assert len(free.calls) == 4 and len(locked.calls) == 10
+    assert torch.equal(b.completion_ids[:, :4], a.completion_ids) and bool((b.completion_ids[:, 4:] == PAD).all())
+    assert torch.equal(b.completion_mask.sum(dim=1), a.completion_mask.sum(dim=1))
+    assert torch.equal(b.logprobs[:, :4], a.logprobs) and torch.equal(b.finished, a.finished)
+
+
 def test_cache_keyword_follows_forward_signature():
     model = CacheKwargLM(chain_table(CHAIN))
     generate(model, *left_pad([[1]], PAD), max_new_tokens=5, eos_token_id=EOS, pad_token_id=PAD, temperature=0.0)

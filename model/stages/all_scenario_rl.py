@@ -23,7 +23,7 @@ reasoning prompts keep the readable-format reward of reasoning RL instead of R1-
 format reward (on general prompts it pays a think block plus any non-blank summary).
 
 One CPU rank:  r1flow stage all_scenario_rl
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage all_scenario_rl
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage all_scenario_rl
 """
 
 from __future__ import annotations

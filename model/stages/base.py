@@ -18,7 +18,7 @@ the stage then trains nothing and records the reference for downstream stages.
 smaller size knobs.
 
 One CPU rank:  r1flow stage base
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage base
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage base
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Departures from the paper: DeepSeek-R1 fine-tunes for 2 epochs over ~800k sample
 traces).
 
 One CPU rank:  r1flow stage distill@s64
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage distill@s64
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage distill@s64
 """
 
 from __future__ import annotations

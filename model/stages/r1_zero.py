@@ -7,7 +7,7 @@ always closes its answer in tags. Per-step metrics go to
 ``artifacts/r1_zero/steps.jsonl``; the policy to ``artifacts/r1_zero/model``.
 
 One CPU rank:  r1flow stage r1_zero
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage r1_zero
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage r1_zero
 """
 
 from __future__ import annotations

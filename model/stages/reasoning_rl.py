@@ -7,7 +7,7 @@ a little accuracy and buys readable, single-language reasoning; the run logs the
 mixing rate (share of completions whose reasoning mixes scripts) at every step.
 
 One CPU rank:  r1flow stage reasoning_rl
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage reasoning_rl
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage reasoning_rl
 """
 
 from __future__ import annotations

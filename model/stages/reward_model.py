@@ -21,7 +21,7 @@ loadable with ``AutoModelForSequenceClassification``; score with
 ``model.reward_model.score``), ``steps.jsonl`` (both models' per-step metrics by step).
 
 One CPU rank:  r1flow stage reward_model
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage reward_model
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage reward_model
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ samples 16 x 8 completions, scores them with the reference and updates once), so
 default 20 steps (2560 rollouts) cost ~1.2x the distillation.
 
 One CPU rank:  r1flow stage rl_student@s64
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage rl_student@s64
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage rl_student@s64
 """
 
 from __future__ import annotations

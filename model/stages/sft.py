@@ -10,7 +10,7 @@ same ``<think> … </think> summary`` format. Departure: a few hundred rows, not
 the non-reasoning rows are synthetic rather than DeepSeek-V3 outputs.
 
 One CPU rank:  r1flow stage sft
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage sft
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage sft
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ curated cold-start set before any reasoning RL, which is what makes DeepSeek-R1'
 start from a model that already writes readable chains of thought.
 
 One CPU rank:  r1flow stage sft_cold
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage sft_cold
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage sft_cold
 """
 
 from __future__ import annotations

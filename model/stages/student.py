@@ -14,7 +14,7 @@ name a Hugging Face model in its ``sizes`` entry (``{"model": "Qwen/Qwen2.5-Math
 and nothing is trained.
 
 One CPU rank:  r1flow stage student@s64
-N GPUs:        deepspeed --num_gpus N --module flows.cli stage student@s64
+N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage student@s64
 """
 
 from __future__ import annotations
