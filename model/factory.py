@@ -148,7 +148,7 @@ def resolve_pinned(name_or_path: str | Path, revision: str = "") -> tuple[str, s
     return text, revision
 
 
-def _source(name_or_path: str | Path, revision: str) -> tuple[str, dict]:
+def pretrained_source(name_or_path: str | Path, revision: str) -> tuple[str, dict]:
     """What ``from_pretrained`` gets: a local folder loads with ``local_files_only`` (never the
     hub, whatever HF_HUB_OFFLINE says); a hub id with its revision when one is named."""
     name, revision = resolve_pinned(name_or_path, revision)
@@ -162,7 +162,7 @@ def pinned_revision(name_or_path: str | Path, revision: str = "") -> str:
     offline); ``"local"`` for a local folder; the revision as named if it cannot be resolved."""
     from transformers.utils.hub import cached_file, extract_commit_hash
 
-    name, kwargs = _source(name_or_path, revision)
+    name, kwargs = pretrained_source(name_or_path, revision)
     if kwargs.get("local_files_only"):
         return "local"
     try:
@@ -177,7 +177,7 @@ def load_tokenizer(name_or_path: str | Path, revision: str = ""):
     """Any tokenizer by local path or hub id (at ``revision``); guarantees a pad token (EOS if none)."""
     from transformers import AutoTokenizer
 
-    name, kwargs = _source(name_or_path, revision)
+    name, kwargs = pretrained_source(name_or_path, revision)
     tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -191,7 +191,7 @@ def load_model(name_or_path: str | Path, *, dtype: str = "auto", revision: str =
     from transformers import AutoModelForCausalLM
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    name, kwargs = _source(name_or_path, revision)
+    name, kwargs = pretrained_source(name_or_path, revision)
     model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
     if model.dtype != torch.float32 and not torch.cuda.is_available():
         model = model.float()  # CPU training in fp32

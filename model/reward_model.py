@@ -73,12 +73,13 @@ def from_base(name_or_path: str | Path, tokenizer, *, seed: int = 0):
     """A scalar-head model whose body is the base causal LM's (path or hub id); head seeded."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    source = factory.resolve(name_or_path)
-    config = AutoConfig.from_pretrained(source)
+    # The base's pinned revision (its reference file), local folders with local_files_only.
+    source, kwargs = factory.pretrained_source(name_or_path, "")
+    config = AutoConfig.from_pretrained(source, **kwargs)
     config.num_labels = 1
     config.pad_token_id = tokenizer.pad_token_id  # pooling finds the last non-pad token by it
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(source, config=config)
+    model = AutoModelForSequenceClassification.from_pretrained(source, config=config, **kwargs)
     if model.dtype != torch.float32 and not torch.cuda.is_available():
         model = model.float()  # CPU training in fp32
     return model
