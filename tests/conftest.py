@@ -10,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Prefect's temporary API server waits 20 s to start by default; a fresh PREFECT_HOME migrates
+# its database first, which on a busy 2-core machine can take longer (flows/cli.py sets the same).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # One thread per process: tests start several processes at once (servers, ranks, stages) on
 # a 2-core machine, where OpenMP threads that spin-wait for a busy core cost 1000x.
 os.environ["OMP_NUM_THREADS"] = "1"

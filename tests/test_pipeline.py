@@ -104,7 +104,7 @@ def test_a_failed_stage_stops_its_dependents_and_the_rest_finishes(tmp_path):
                          "a": {"cmd": "python stage.py broken out/a.json", "deps": ["stage.py"], "outs": ["out/a.json"]}}}
     project = _project(tmp_path, broken)
     result = _run_flow(project, tmp_path)
-    assert result.startswith("RESULT failed") and "a" in result
+    assert result.startswith("RESULT failed") and "repro --single-item a`" in result, result
     assert not (project / "out" / "c.json").exists()  # downstream of the failure: never started
     assert (project / "out" / "b_x.json").exists()  # already running when a failed: finished
 
