@@ -81,7 +81,6 @@ def check_params(params: dict[str, dict], where: str = "params") -> None:
     Raises:
         ValueError: naming ``where``, the stage and the key (the config's own message).
     """
-    import dataclasses
     import importlib
 
     from flows.cli import STAGES
@@ -94,7 +93,6 @@ def check_params(params: dict[str, dict], where: str = "params") -> None:
             build_config(cls, values, where=f"{where} [{stage}]")
         except (ConfigError, ValueError, TypeError) as err:
             raise ValueError(str(err)) from None
-        assert dataclasses.is_dataclass(cls)
 
 
 def _config_class(module) -> type:
@@ -117,11 +115,6 @@ def _overrides(**values: Any) -> dict[str, dict]:
         for stage, key in PARAMETER_KEYS[name]:
             out.setdefault(stage, {})[key] = value
     return out
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def heights(graph: dict[str, list[str]]) -> dict[str, int]:
@@ -171,7 +164,7 @@ def _run(graph: dict[str, list[str]], wanted: list[str], workspace: str, parent_
     from prefect.futures import wait
 
     height = heights(graph)
-    cores = cpu_cores()
+    cores = launch.cpu_cores()
     limit = max(1, int(os.environ.get("R1FLOW_PARALLEL", cores)))
     uri = tracking.tracking_uri()
     gpus = GpuSets(launch.launch_settings())

@@ -286,8 +286,11 @@ def stage_command(stage: str, argv: list[str], settings: LaunchSettings,
     return [sys.executable, *entry], env
 
 
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _cpu_threads() -> int:
     threads = os.environ.get("OMP_NUM_THREADS")
-    if threads and threads.isdigit():
-        return int(threads)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return int(threads) if threads and threads.isdigit() else cpu_cores()
