@@ -221,3 +221,8 @@ def bare_answer(summary: str) -> str | None:
     if not text or len(text) > MAX_BARE_CHARS or "\n" in text or _PROSE_RE.search(text):
         return None
     return text
+
+
+def extract_answer(completion: Any) -> str | None:
+    """The final answer of a completion (``parse_completion(completion).answer``)."""
+    return parse_completion(completion).answer

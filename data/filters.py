@@ -1,8 +1,8 @@
 """Row filters of cold-start curation (R1 paper 2.3.1) and rejection sampling (2.3.3).
 
 Pure functions over rows of :mod:`data.schema` that also carry a ``completion``: the reasoning
-is the first ``<think>…</think>`` block (the whole completion when there is none, as in
-:func:`data.quality.scripts_of`), the rest is the answer or summary. Nothing here mutates its
+and the summary are what :mod:`data.completions` parses (the whole completion is the reasoning
+when there are no think tags, as in :func:`data.quality.scripts_of`). Nothing here mutates its
 input; rows that are rewritten are copied.
 
 Three shapes:
@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
+from data.completions import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, last_block, parse_completion
 from data.language import LANGUAGE_SCRIPTS, scripts_in, scripts_of_label, target_scripts
 from data.quality import MAX_COMPLETION_CHARS, scripts_of
 from data.schema import PROMPT
@@ -53,8 +54,6 @@ LSH_RECALL = 0.99  # least chance that a pair exactly at the threshold becomes a
 
 SUMMARY = "The answer is \\boxed{{{answer}}}."
 
-_THINK = re.compile(r"(?s)<think>(.*?)</think>")
-_ANSWER = re.compile(r"(?s)<answer>(.*?)</answer>")
 _SUMMARY = re.compile(r"(?s)The answer is \\boxed\{(.*)\}\.")  # greedy: the answer may hold }.
 _TOKEN = re.compile(r"\w+|[^\w\s]")  # words and single symbols: "3 + 4" differs from "3 - 4"
 _WORD = re.compile(r"\w+")  # words only, for contamination: punctuation edits must not hide it
@@ -64,59 +63,61 @@ _WORD = re.compile(r"\w+")  # words only, for contamination: punctuation edits m
 
 
 def reasoning_of(completion: Any) -> str:
-    """The stripped first ``<think>`` block of a completion, else the whole stripped text.
-
-    A non-string completion has no reasoning (``""``).
-    """
+    """The stripped reasoning of a completion (data/completions.py: before the last
+    ``</think>``), else the whole stripped text. A non-string completion has none (``""``)."""
     if not isinstance(completion, str):
         return ""
-    block = _THINK.search(completion)
-    return (block.group(1) if block else completion).strip()
+    return parse_completion(completion).reasoning_or_text.strip()
 
 
 def _render(reasoning: str, answer: str) -> str:
     return f"<think> {reasoning} </think> {SUMMARY.format(answer=answer)}"
 
 
+def _one_think_block(completion: str) -> tuple[str, str] | None:
+    """(reasoning, rest after ``</think>``) of a completion with exactly one ``<think>`` …
+    ``</think>`` block; None otherwise. Linear: tags are counted and found with str methods."""
+    if completion.count(THINK_OPEN) != 1 or completion.count(THINK_CLOSE) != 1:
+        return None
+    start, end = completion.find(THINK_OPEN), completion.find(THINK_CLOSE)
+    if end < start:
+        return None
+    return completion[start + len(THINK_OPEN):end].strip(), completion[end + len(THINK_CLOSE):]
+
+
 def readable_parts(completion: Any) -> tuple[str, str] | None:
     """``(reasoning, answer)`` of a completion in the readable format, else None.
 
-    The inverse of :func:`to_readable`: the text after ``</think>`` must be exactly the summary
-    line (surrounding whitespace aside) and both parts must be non-empty.
+    The inverse of :func:`to_readable`: one think block, then exactly the summary line
+    (surrounding whitespace aside); both parts non-empty.
     """
-    if not isinstance(completion, str):
-        return None
-    block = _THINK.search(completion)
+    block = _one_think_block(completion) if isinstance(completion, str) else None
     if block is None:
         return None
-    summary = _SUMMARY.fullmatch(completion[block.end():].strip())
-    reasoning = block.group(1).strip()
+    summary = _SUMMARY.fullmatch(block[1].strip())
     answer = summary.group(1).strip() if summary else ""
-    return (reasoning, answer) if reasoning and answer else None
+    return (block[0], answer) if block[0] and answer else None
 
 
 def to_readable(completion: Any) -> str | None:
     """Rewrite an R1-Zero completion into the readable cold-start format.
 
     ``<think> R </think> <answer> A </answer>`` becomes ``<think> R </think> The answer is
-    \\boxed{A}.`` (:data:`SUMMARY`), using the first think block and the last answer block after
+    \\boxed{A}.`` (:data:`SUMMARY`), using the one think block and the last answer block after
     it. A completion already in the readable format comes back unchanged (up to whitespace), so
     the rewrite is idempotent.
 
     Returns:
-        The readable completion, or None when there is no closed, non-empty think block, a
-        second think tag follows it, or there is no non-empty answer (an answer outside
-        ``<answer>`` tags does not count).
+        The readable completion, or None when there is not exactly one closed, non-empty think
+        block, or there is no non-empty answer (an answer outside ``<answer>``
+        tags does not count).
     """
-    if not isinstance(completion, str):
+    block = _one_think_block(completion) if isinstance(completion, str) else None
+    if block is None or not block[0]:
         return None
-    block = _THINK.search(completion)
-    if block is None or not block.group(1).strip() or "think>" in completion[block.end():]:
-        return None  # a second think block would be dropped silently: not this format
-    answers = _ANSWER.findall(completion, block.end())
-    if answers:
-        answer = answers[-1].strip()
-        return _render(block.group(1).strip(), answer) if answer else None
+    answer = last_block(block[1], ANSWER_OPEN, ANSWER_CLOSE)
+    if answer is not None:
+        return _render(block[0], answer.strip()) if answer.strip() else None
     parts = readable_parts(completion)
     return _render(*parts) if parts else None
 

@@ -18,15 +18,17 @@ them (each is documented in :data:`DERIVED`):
   :func:`data.schema.validate_row`; code rows skip the answer rules and get the code rules.
 - ``numbers_ok``: ``numbers`` is a non-empty list of positive ints; null when ``numbers`` is
   absent (column rules skip nulls, so presence is a separate rule where it is required).
-- ``n_scripts``: how many Unicode scripts the reasoning (the first ``<think>`` block, else the
-  whole completion) is written in, by the words of :mod:`data.language` (one-letter Latin or
+- ``n_scripts``: how many Unicode scripts the reasoning (data/completions.py: before the last
+  ``</think>``, else the whole completion) is written in, by the words of :mod:`data.language` (one-letter Latin or
   Greek variables such as ``x``, ``π`` and LaTeX commands are not language); Han, Hiragana and
   Katakana count as one (``CJK``) because Japanese writes one language in all three.
 - ``switched``: the row declares ``code_switched`` (the base corpus's deliberate language
   switches, data/synthetic.py), which the corpus's language rule lets through.
-- ``summary``: the stripped text after the last ``</think>`` of the completion; null without one.
-- ``boxed_ok``: the summary's last ``\\boxed{}`` holds the gold ``answer`` (spaces, ``$`` and
-  thousands commas aside, ``18.0`` equal to ``18``); null without an answer or a summary.
+- ``summary``: the stripped text after the last ``</think>`` of a closed reasoning block; null
+  without one.
+- ``boxed_ok``: the summary's boxed answer is the gold ``answer`` by data/answers.py's rules
+  (spaces, ``$``, thousands commas aside, ``18.0`` equal to ``18``); null without an answer or a
+  summary.
   GX compares a column with a constant, not one column's text with a part of another's.
 
 Usage from a data stage::
@@ -44,12 +46,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from data.answers import same_answer
+from data.completions import boxed_answer, parse_completion
 from data.language import script_label, scripts_in
 from data.loaders import write_jsonl
 
@@ -77,15 +79,11 @@ _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_EX
 
 # ----------------------------------------------------------------------------- derived columns
 
-_REASONING = re.compile(r"(?s)<think>(.*?)</think>")
-
-
 def scripts_of(text: Any) -> list[str]:
     """Sorted distinct script labels of the reasoning in a completion (see the module docstring)."""
     if not isinstance(text, str):
         return []
-    block = _REASONING.search(text)
-    return sorted({script_label(s) for s in scripts_in(block.group(1) if block else text)})
+    return sorted({script_label(s) for s in scripts_in(parse_completion(text).reasoning_or_text)})
 
 
 def _numbers_ok(value: Any) -> bool | None:
@@ -100,40 +98,21 @@ def _is_code(row: dict) -> bool:
 
 
 def _summary(completion: Any) -> str | None:
-    """The stripped text after the last ``</think>``; None without one."""
-    if not isinstance(completion, str) or "</think>" not in completion:
+    """The summary after a closed reasoning block (data/completions.py); None without one."""
+    if not isinstance(completion, str):
         return None
-    return completion.rsplit("</think>", 1)[1].strip()
-
-
-def _last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` (braces balanced), None if there is none."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed")
-    for i in range(begin, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[begin + 1:i]
-    return None
-
-
-def _canonical(answer: str) -> str:
-    """An answer with spaces, ``$`` and thousands commas removed; numbers in one spelling."""
-    text = re.sub(r"[\s$]|(?<=\d),(?=\d{3})", "", answer)
-    if re.fullmatch(r"-?\d+(?:\.\d+)?", text):  # 18.0 == 18; no exponents (1e999999 is huge)
-        return format(Decimal(text).normalize(), "f")
-    return text
+    parsed = parse_completion(completion)
+    return parsed.summary if parsed.tagged and parsed.closed else None
 
 
 def _boxed_ok(row: dict) -> bool | None:
-    """The summary's last ``\\boxed{}`` holds the gold answer; None without an answer or summary."""
+    """The summary's boxed answer is the gold one by data/answers.py's rules (``$18.90`` is
+    ``18.9``); None without an answer or a summary."""
     answer, summary = row.get("answer"), _summary(row.get("completion"))
     if not isinstance(answer, str) or not answer.strip() or summary is None:
         return None
-    boxed = _last_boxed(summary)
-    return boxed is not None and _canonical(boxed) == _canonical(answer)
+    boxed = boxed_answer(summary)
+    return boxed is not None and bool(same_answer(boxed, answer))
 
 
 # name -> (row -> value, source column shown in examples)
@@ -392,7 +371,7 @@ def _example(rows: list[dict], frame, index: int, column: str | None) -> dict:
         elif column == "summary":
             value = f"{column}={_shown(derived)}"
         elif column == "boxed_ok":  # the completion's head says nothing of its boxed answer
-            boxed = _last_boxed(_summary(row.get(source)) or "")
+            boxed = boxed_answer(_summary(row.get(source)) or "")
             value = f"{column}={derived!r}: boxed {_shown(boxed)}, answer {_shown(row.get('answer'))}"
     else:
         value = _shown(row.get(column)) if column else ""

@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from infra import launch, tracking
-from infra.config import load_params
+from infra.config import load_params, load_yaml
 from infra.dag import stage_graph
 from tasks.stages import run_stage, retries_for
 from tasks.tracking import close_pipeline_run, open_pipeline_run
@@ -53,7 +53,6 @@ def load_recipe(path: str | Path) -> dict[str, dict]:
     Raises:
         ValueError: the file is missing, not a mapping of mappings, or names an unknown stage.
     """
-    import yaml
 
     from flows.cli import STAGES
 
@@ -61,7 +60,7 @@ def load_recipe(path: str | Path) -> dict[str, dict]:
     if not path.is_file():
         available = sorted(str(p) for p in Path("recipes").glob("*.yaml"))
         raise ValueError(f"recipe {path}: no such file (recipes here: {available})")
-    recipe = yaml.safe_load(path.read_text()) or {}
+    recipe = load_yaml(path.read_text()) or {}
     if not isinstance(recipe, dict) or not all(isinstance(v, dict) for v in recipe.values()):
         raise ValueError(f"recipe {path}: expected `stage: {{key: value}}` sections, like params.yaml")
     unknown = sorted(set(recipe) - set(STAGES))

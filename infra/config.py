@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,6 +26,32 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A params.yaml section or ``--set`` override that does not fit its stage's config."""
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only ``true``/``false`` are booleans.
+
+    PyYAML follows YAML 1.1, where ``no``, ``off``, ``yes``, ``on`` are booleans too, so
+    ``language: no`` (Norwegian) would arrive as False. DVC reads params.yaml as YAML 1.2
+    (ruamel) already; r1flow reads every YAML file it takes settings from (params.yaml,
+    ``--set`` values, recipes, the launch file) with this loader, so both see the same value.
+    A bool knob still accepts the YAML 1.1 words (:func:`_coerce`).
+    """
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+YAML_11_BOOLEANS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False,
+                    "true": True, "false": False}
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`YamlLoader` (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=YamlLoader)
 
 
 def knob(default: Any, help: str, *, inherit: str | None = None, **kwargs: Any) -> Any:
@@ -45,7 +72,7 @@ def load_params(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of stage sections, got {type(data).__name__}")
     return data
@@ -58,7 +85,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected key=value")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        out[key.strip()] = load_yaml(raw) if raw.strip() else ""
     return out
 
 
@@ -73,6 +100,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        if isinstance(value, bool) and str in args and bool not in args:
+            return _coerce(value, str, where)
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
@@ -98,8 +127,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return float(value)
         except ValueError:
             raise ConfigError(f"{where}: expected float, got {value!r}") from None
+    if tp is bool and isinstance(value, str) and value.strip().lower() in YAML_11_BOOLEANS:
+        return YAML_11_BOOLEANS[value.strip().lower()]
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is str and isinstance(value, bool):
+        key = where.rpartition("key ")[2].strip("'") or "key"
+        raise ConfigError(f"{where}: expected text, got the boolean {value!r} (YAML 1.1 and JSON read "
+                          f"yes/no/on/off/true/false as booleans); to keep the word, quote it, "
+                          f"e.g. {key}: \"{str(value).lower()}\" or --set '{key}=\"{str(value).lower()}\"'")
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if isinstance(tp, type) and not isinstance(value, tp):

@@ -30,6 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from infra.config import load_yaml
+
 log = logging.getLogger(__name__)
 
 DS_CONFIG_ENV = "R1FLOW_DS_CONFIG"
@@ -192,13 +194,12 @@ def launch_settings(path: str | Path | None = None) -> LaunchSettings:
     """
     import dataclasses
 
-    import yaml
 
     packaged = Path(str(resources.files("infra") / "launch.yaml"))
     path = Path(path or os.environ.get(LAUNCH_FILE_ENV) or packaged).expanduser().resolve()
     if not path.is_file():
         raise ValueError(f"launch file {path} not found (${LAUNCH_FILE_ENV} or infra/launch.yaml)")
-    raw = {**yaml.safe_load(packaged.read_text()), **_mapping(path)}
+    raw = {**load_yaml(packaged.read_text()), **_mapping(path)}
     known = {f.name for f in dataclasses.fields(LaunchSettings)} - {"source"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -212,9 +213,8 @@ def launch_settings(path: str | Path | None = None) -> LaunchSettings:
 
 
 def _mapping(path: Path) -> dict:
-    import yaml
 
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected `key: value` lines, got {type(raw).__name__}")
     return raw

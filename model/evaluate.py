@@ -2,7 +2,8 @@
 
 For each problem, k completions are sampled at temperature 0.6, top-p 0.95:
 - ``pass@1`` = mean over problems of the share of the k that are correct;
-- ``cons@k`` = correctness of the majority-vote answer (ties: first seen);
+- ``cons@k`` = correctness of the majority-vote answer, equivalent answers voting together
+  (ties: first seen);
 - ``greedy`` = correctness of the temperature-0 completion;
 plus mean completion length (tokens), reflection, mixing, format (R1-Zero tags) and readable
 (``<think>`` + ``\\boxed`` summary) rates over the sampled completions. Correctness is the shared ``accuracy`` reward, or ``code``
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from data.formatting import render_prompts
 from infra import launch
 from model.grpo import mixing_rate, reflection_rate
-from model.rewards import answer_key, extract_answer, get_reward
+from model.rewards import extract_answer, get_reward
+from model.rewards.equivalence import vote
 from model.rewards.code import extract_code
 from model.rollout import decode_completions, generate, left_pad, stop_token_ids
 from model.trainer import seeded_sampling
@@ -80,23 +82,28 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
     return texts, lengths
 
 
-def _vote_key(row: dict, text: str) -> str | None:
+def _vote_answer(row: dict, text: str) -> str | None:
     if row.get("tests"):
         return extract_code(text).strip() or None
-    answer = extract_answer(text)
-    return None if answer is None else answer_key(answer)
+    return extract_answer(text)
 
 
 def consensus(rows: list[dict], texts: list[str], correct: list[float], k: int) -> float:
-    """cons@k: share of rows whose most common extracted answer is a correct one."""
+    """cons@k: share of rows whose majority answer is correct. Answers vote by equivalence
+    (model/rewards/equivalence.py ``vote``: ``0.5``, ``\\frac{1}{2}`` and ``1/2`` vote together;
+    a tie goes to the answer seen first); the winner is as correct as its first sample. Code
+    answers vote by identical program text."""
     hits = 0.0
     for i, row in enumerate(rows):
         group = range(i * k, (i + 1) * k)
-        keys = {j: _vote_key(row, texts[j]) for j in group}
-        votes = Counter(key for key in keys.values() if key is not None)
-        if votes:
-            winner = votes.most_common(1)[0][0]
-            hits += next(correct[j] for j in group if keys[j] == winner)
+        answers = [_vote_answer(row, texts[j]) for j in group]
+        if row.get("tests"):
+            votes = Counter(a for a in answers if a is not None)
+            winner = answers.index(votes.most_common(1)[0][0]) if votes else None
+        else:
+            winner, _ = vote(answers)
+        if winner is not None:
+            hits += correct[group[winner]]
     return hits / max(1, len(rows))
 
 

@@ -27,8 +27,9 @@ Loss variants (``loss_type``) and what each leaves out:
 ``batch`` by the std of the whole step's rewards, ``none`` leaves them unscaled (Dr. GRPO).
 
 Departures from the paper, on purpose:
-- std is the unbiased sample std plus 1e-4 (TRL's choice), so a group whose
-  rewards are all equal gets zero advantage instead of a division by zero;
+- std is the unbiased sample std plus 1e-4 (TRL's choice), and a group whose
+  rewards are all equal up to float round-off gets advantage exactly 0 (and counts in
+  ``frac_zero_std_groups``), not a round-off error divided by 1e-4;
 - π_old's log-probs are those the rollout engine sampled with (same weights,
   same temperature), not a second forward pass;
 - the reference π_ref starts as the initial policy and is replaced by the
@@ -87,6 +88,7 @@ log = logging.getLogger(__name__)
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 SCALE_REWARDS = ("group", "batch", "none")
+ZERO_STD_ATOL = 1e-6  # rewards closer than this (relative above 1) are equal: float32 round-off
 DEFAULT_REFLECTION = ["wait", "re-check", "recheck", "let me verify", "let me check", "подожди"]
 
 
@@ -147,22 +149,37 @@ class GRPOArgs:
                 raise ValueError(f"rewards: {err.args[0]}") from None
 
 
+def zero_std_groups(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """(groups,) bool: the groups whose rewards are all equal up to float round-off.
+
+    A weighted sum of rewards (0.9 * accuracy + 0.1 * language, in float32) can differ in its
+    last bits between identical completions; such a group carries no learning signal. Equal
+    means a spread (max - min) of at most :data:`ZERO_STD_ATOL`, relative for rewards above 1.
+    """
+    r = rewards.detach().double().view(-1, num_generations)
+    spread = r.max(dim=1).values - r.min(dim=1).values
+    return spread <= ZERO_STD_ATOL * r.abs().max(dim=1).values.clamp(min=1.0)
+
+
 def group_advantages(rewards: torch.Tensor, num_generations: int, eps: float = 1e-4,
                      scale_rewards: str = "group") -> torch.Tensor:
     """(r - group mean) / (std + eps); rewards (B,) ordered group by group, B = groups x G.
 
     ``scale_rewards``: ``group`` takes the std of each group (eq. 3), ``batch`` the std of
-    all B rewards, ``none`` divides by nothing (Dr. GRPO). Raises ValueError for another value.
+    all B rewards, ``none`` divides by nothing (Dr. GRPO). Computed in float64; a group of
+    equal rewards (:func:`zero_std_groups`) gets advantage exactly 0 under every scaling.
+    Returns (B,) in the rewards' float dtype. Raises ValueError for another ``scale_rewards``.
     """
-    r = rewards.view(-1, num_generations)
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards {scale_rewards!r}: choose from {SCALE_REWARDS}")
+    r = rewards.detach().double().view(-1, num_generations)
     centred = r - r.mean(dim=1, keepdim=True)
+    centred[zero_std_groups(rewards, num_generations)] = 0.0
     if scale_rewards == "group":
-        return (centred / (r.std(dim=1, keepdim=True) + eps)).view(-1)
-    if scale_rewards == "batch":
-        return (centred / (rewards.std() + eps)).view(-1)
-    if scale_rewards == "none":
-        return centred.view(-1)
-    raise ValueError(f"scale_rewards {scale_rewards!r}: choose from {SCALE_REWARDS}")
+        centred = centred / (r.std(dim=1, keepdim=True) + eps)
+    elif scale_rewards == "batch":
+        centred = centred / (r.std() + eps)
+    return centred.view(-1).to(rewards.dtype if rewards.is_floating_point() else torch.float32)
 
 
 def grpo_loss(
@@ -408,7 +425,7 @@ class GRPOTrainer(Trainer):
         return {
             "reward": float(rewards.mean()),
             "reward_std": float(groups.std(dim=1).mean()),
-            "frac_zero_std_groups": float((groups.std(dim=1) == 0).float().mean()),
+            "frac_zero_std_groups": float(zero_std_groups(rewards, a.num_generations).double().mean()),
             **{f"reward/{name}": _mean(values) for name, values in per_reward.items()},
             "accuracy": _mean(per_reward["accuracy"]) if "accuracy" in per_reward else float("nan"),
             **_by_group("accuracy", per_reward.get("accuracy"), columns.get("source")),

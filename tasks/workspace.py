@@ -24,6 +24,7 @@ import yaml
 from prefect import task
 
 from infra import s3
+from infra.config import load_yaml
 from infra.lineage import git
 from infra.proc import CommandError, run
 
@@ -66,7 +67,7 @@ def configure_dvc(workspace: Path, root: Path) -> None:
 
 def apply_overrides(params_path: Path, overrides: dict[str, dict]) -> None:
     """Merge ``{stage: {key: value}}`` into params.yaml (this run's copy only)."""
-    params = yaml.safe_load(params_path.read_text()) or {}
+    params = load_yaml(params_path.read_text()) or {}
     for stage, values in overrides.items():
         params.setdefault(stage, {}).update(values)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))

@@ -356,7 +356,8 @@ def test_scripts():
     ("completion", "expected"),
     [
         ("<answer>4</answer> and later <answer>5</answer>", "5"),
-        ("\\boxed{3} then \\boxed{\\frac{1}{\\sqrt{2}}}", "\\frac{1}{\\sqrt{2}}"),
+        # several boxes are one answer (math-verify's boxed="all"): a hedge commits to both
+        ("\\boxed{3} then \\boxed{\\frac{1}{\\sqrt{2}}}", "3, \\frac{1}{\\sqrt{2}}"),
         ("\\fbox{7}", "7"),
         ("<answer>The answer is \\boxed{9}</answer>", "9"),
         ("\\boxed{1} and a cut-off \\boxed{\\frac{1}{2}", "1"),

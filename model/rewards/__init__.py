@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from model.rewards.accuracy import accuracy
-from model.rewards.answers import answer_key, extract_answer
+from data.answers import answer_key
+from data.completions import extract_answer
 from model.rewards.code import code
 from model.rewards.format import format_reward, readable_format_reward
 from model.rewards.language import language_consistency, script_of_word, scripts_in

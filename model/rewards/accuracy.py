@@ -1,49 +1,55 @@
 """The accuracy reward: 1.0 when the completion's final answer is correct, else 0.0.
 
-Rows are dispatched on their `source` and gold `answer`:
+The final answer is what data/completions.py parses from the text after the reasoning (an
+unclosed reasoning block has none and scores 0.0). Rows are dispatched on their `source` and gold:
 
 - `source == "countdown"`: the answer must be an arithmetic expression over the row's `numbers`
   (each used at most once) whose exact value equals the target in `answer`.
-- plain-number golds (GSM8K, AIME, `arithmetic`): exact decimal comparison when the prediction
-  is a plain number too, math-verify otherwise (`\\frac{144}{2}` for `72`).
-- everything else (MATH-500 LaTeX): math-verify, which accepts equivalent forms
-  (`0.5` = `\\frac{1}{2}`, `3\\sqrt{13}` = `\\sqrt{117}`).
+- every other row: the answer must be equivalent to the gold (model/rewards/equivalence.py: one
+  set of normalisation rules on both sides, exact numbers, math-verify for LaTeX, bounded in
+  time and memory on any thread).
 
-Rows with `tests` are code rows and get None (the `code` reward scores them); rows without a
-gold answer get None as well.
-
-Threads: math-verify bounds its work with `signal.alarm`, which only exists in the main thread.
-Off the main thread (a Prefect task runner, a thread pool) the verifier runs without its
-internal timeout instead of raising; callers there that fear pathological inputs should run the
-reward in a process pool.
+The gold is read from the dataset's own columns: `answer` (r1flow's; GSM8K's `… #### 72` is
+72), else `solution` (as TRL and MATH name it: its boxed answer). Rows with unit tests (`tests`,
+or HumanEval's `test`) are code rows and get None (the `code` reward scores them), as do rows
+whose gold is empty. A call with none of these columns logs one warning per process and scores
+every row None.
 """
 
 from __future__ import annotations
 
 import ast
 import logging
-import re
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
-from model.rewards.answers import extract_answer, parse_number
+from data.answers import gold_answer
+from data.completions import parse_completion
+from model.rewards.equivalence import equivalent_many
 
 logger = logging.getLogger(__name__)
 
-# Seconds math-verify may spend parsing or comparing one answer (main thread only).
-MATH_VERIFY_TIMEOUT_S = 5
 # Longer countdown answers are rejected before parsing; real ones are a few dozen characters.
 MAX_EXPRESSION_CHARS = 200
-# A number followed by one unit word (`18 dollars`, `10%`) still counts as that number.
-_UNIT_SUFFIX_RE = re.compile(r"^(.*?\d)\s*(?:\\%|%|\\text\{\s*[A-Za-z ]*\}|[A-Za-z]+)$")
+GOLD_COLUMNS = ("answer", "solution")
+CODE_COLUMNS = ("tests", "test", "test_list")
+_warned: set[tuple[str, ...]] = set()
 
 
 def _column(values: Sequence[Any] | None, i: int) -> Any:
     return None if values is None else values[i]
+
+
+def warn_missing_columns(reward: str, wanted: Sequence[str], given: Sequence[str]) -> None:
+    """Log once per process (per reward and set of columns) that a reward got none of the
+    columns it reads, so that its all-None scores are never silent."""
+    key = (reward, *sorted(given))
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning("reward %r got none of the columns it reads (%s); columns given: %s. Every row "
+                       "scores None.", reward, ", ".join(wanted), ", ".join(sorted(given)) or "none")
 
 
 def accuracy(
@@ -52,86 +58,45 @@ def accuracy(
     source: Sequence[str | None] | None = None,
     numbers: Sequence[Sequence[int] | None] | None = None,
     tests: Sequence[str | None] | None = None,
+    solution: Sequence[str | None] | None = None,
     **kwargs: Any,
 ) -> list[float | None]:
     """Score each completion's final answer against the row's gold answer.
 
     Args:
         completions: model outputs (strings or chat-message lists).
-        answer: gold answers (LaTeX, a number, or the countdown target), aligned with completions.
+        answer: gold answers (LaTeX, a number, GSM8K's `… #### N`, or the countdown target).
         source: dataset names; `"countdown"` selects the expression checker.
         numbers: for countdown rows, the numbers the expression may use.
-        tests: code tests; a row that has them is not scored here (None).
+        tests: code tests (also HumanEval's `test`, MBPP's `test_list` in kwargs); a row that
+            has them is not scored here (None).
+        solution: a worked solution with a boxed answer, used where `answer` is absent.
         **kwargs: other dataset columns, ignored.
 
     Returns:
         1.0 correct, 0.0 wrong or no answer found, None where the reward does not apply.
     """
-    scores: list[float | None] = []
+    code_rows = tests if tests is not None else kwargs.get("test", kwargs.get("test_list"))
+    if answer is None and solution is None:
+        if code_rows is None:
+            warn_missing_columns("accuracy", (*GOLD_COLUMNS, *CODE_COLUMNS), list(kwargs))
+        return [None] * len(completions)
+    scores: list[float | None] = [None] * len(completions)
+    pending: dict[int, tuple[str | None, str]] = {}
     for i, completion in enumerate(completions):
-        gold = _column(answer, i)
-        if _column(tests, i) or gold is None or str(gold).strip() == "":
-            scores.append(None)
+        gold = gold_answer(_column(answer, i)) or gold_answer(_column(solution, i))
+        if _column(code_rows, i) or gold is None:
             continue
-        pred = extract_answer(completion)
+        pred = parse_completion(completion).answer
         if pred is None:
-            scores.append(0.0)
+            scores[i] = 0.0
         elif _column(source, i) == "countdown":
-            scores.append(countdown_score(pred, _column(numbers, i) or [], gold))
+            scores[i] = countdown_score(pred, _column(numbers, i) or [], gold)
         else:
-            scores.append(1.0 if answers_match(pred, str(gold)) else 0.0)
+            pending[i] = (pred, gold)
+    for i, same in zip(pending, equivalent_many(list(pending.values()))):
+        scores[i] = 1.0 if same else 0.0
     return scores
-
-
-def answers_match(pred: str, gold: str) -> bool:
-    """Return whether `pred` equals `gold`: exactly for plain numbers, else by math-verify."""
-    gold_number = parse_number(gold)
-    if gold_number is not None:
-        unit = _UNIT_SUFFIX_RE.match(pred.strip())
-        pred_number = parse_number(pred)
-        if pred_number is None and unit:
-            pred_number = parse_number(unit.group(1))
-        if pred_number is not None:
-            return pred_number == gold_number
-    return math_verify_match(pred, gold)
-
-
-def _timeouts() -> int | None:
-    """math-verify's timeout where signal.alarm works (main thread), None (no timeout) elsewhere."""
-    if threading.current_thread() is threading.main_thread():
-        return MATH_VERIFY_TIMEOUT_S
-    return None
-
-
-@lru_cache(maxsize=4096)
-def _parse_gold(gold: str, timeout: int | None) -> list:
-    from math_verify import LatexExtractionConfig, parse
-
-    return parse(f"${gold}$", extraction_config=[LatexExtractionConfig()], parsing_timeout=timeout)
-
-
-def math_verify_match(pred: str, gold: str) -> bool:
-    """Return whether math-verify judges `pred` equivalent to `gold` (both bare LaTeX).
-
-    The prediction is wrapped in `\\boxed{}` so that bare LaTeX such as `\\dfrac{1}{2}` or
-    `\\sqrt{117}` is extracted (unwrapped, math-verify finds nothing in it).
-    """
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-    timeout = _timeouts()
-    try:
-        gold_parsed = _parse_gold(gold, timeout)
-        pred_parsed = parse(
-            f"\\boxed{{{pred}}}",
-            extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-            parsing_timeout=timeout,
-        )
-        if not gold_parsed or not pred_parsed:
-            return False
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
-    except Exception:  # math-verify raises on odd input despite raise_on_error=False
-        logger.debug("math-verify failed on pred=%r gold=%r", pred, gold, exc_info=True)
-        return False
 
 
 _ALLOWED_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div)

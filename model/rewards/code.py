@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from model.rewards.answers import completion_text
+from data.completions import completion_text
 
 logger = logging.getLogger(__name__)
 

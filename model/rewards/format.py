@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from model.rewards.answers import completion_text
+from data.completions import completion_text
 
 # Whole completion (already stripped): reasoning, optional whitespace, answer, nothing else.
 _FORMAT_RE = re.compile(r"(?s)<think>(.*?)</think>\s*<answer>(.*?)</answer>")
@@ -23,7 +23,8 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     scores: list[float] = []
     for completion in completions:
         text = completion_text(completion).strip()
-        ok = _FORMAT_RE.fullmatch(text) is not None and all(text.count(tag) == 1 for tag in _TAGS)
+        # Counting first keeps the regex linear: with one of each tag it cannot backtrack far.
+        ok = all(text.count(tag) == 1 for tag in _TAGS) and _FORMAT_RE.fullmatch(text) is not None
         scores.append(1.0 if ok else 0.0)
     return scores
 
@@ -50,6 +51,7 @@ _GENERAL_RE = re.compile(r"(?s)<think>(.*?)</think>(.*)")
 
 
 def _general_readable(text: str) -> bool:
+    if text.count("<think>") != 1 or text.count("</think>") != 1 or "<answer>" in text:
+        return False
     match = _GENERAL_RE.fullmatch(text)
-    return bool(match and match.group(2).strip() and "<answer>" not in text
-                and text.count("<think>") == 1 and text.count("</think>") == 1)
+    return bool(match and match.group(2).strip())

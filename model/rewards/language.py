@@ -18,7 +18,7 @@ from data.language import (  # noqa: F401 (re-exported: the reward's public name
     think_text,
     words,
 )
-from model.rewards.answers import completion_text
+from data.completions import completion_text
 
 
 def reasoning_text(completion: Any) -> str:

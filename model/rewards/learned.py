@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from model.rewards.answers import completion_text
+from data.completions import completion_text
 
 log = logging.getLogger(__name__)
 
