@@ -1,19 +1,34 @@
-"""Which writing scripts a text uses: the one table and word splitter of the project.
+"""Which writing scripts a text uses: the one table and unit splitter of the project.
 
 The language-consistency reward (model/rewards/language.py), the corpus suites'
 ``n_scripts`` (data/quality.py) and the single-language filter (data/filters.py) all detect
 languages here. Scripts, not languages, are detected (from Unicode character names), so French
 and English are indistinguishable while English and Russian, Chinese or Greek are not; that is
-the mixing R1 penalises. What counts as a word:
+the mixing R1 penalises.
 
-- a maximal run of letters (combining marks included) of one script; a change of script
-  splits a run, so `abcабв` is two words. Han runs are not segmented (one run, one word).
-- LaTeX commands (`\\frac`) are removed first; digits, punctuation and symbols never count.
-- a single Latin or Greek letter (`x`, `θ`) is a math variable and does not count;
-  `MATHEMATICAL ...` letters (`𝑥`) are symbols.
+R1 (paper 2.3.2) rewards "the proportion of target language words in the CoT". Chinese and
+Japanese write no spaces between words, so a run of their letters is a phrase or a sentence, not
+a word; counted as one word, 25 Chinese characters weigh as much as one English word. As in
+CJK word counts (a word processor counts each CJK character as a word), the unit is:
 
-Scripts are named `Latin`, `Cyrillic`, `Han`, `Hiragana`, ...; :func:`script_label` gives the
-coarser upper-case labels of data-quality reports (`LATIN`, `CJK` for Han and both kana).
+- one character of Han, Hiragana or Katakana, whichever language is the target;
+- a word everywhere else: a maximal run of letters (combining marks included) of one script,
+  Hangul included (Korean writes spaces between words); a change of script splits a run, so
+  `abcабв` is two words.
+
+What is math notation, not language, and never counts:
+
+- the Latin and Greek letters inside a closed math span (`$…$`, `$$…$$`, `\\(…\\)`,
+  `\\[…\\]`), except in a `\\text{…}`-like argument, LaTeX's own mark for prose in math. Letters
+  of other scripts in a span still count: no script but math's own can be hidden there. An
+  opener without its closer is literal text, so a lone `$` hides nothing after it.
+- LaTeX commands (`\\frac`); digits, punctuation and symbols; a single Latin or Greek letter
+  (`x`, `θ`, a variable); the function names of :data:`MATH_WORDS` (`sin x`, `log n`);
+  `MATHEMATICAL ...` letters (`𝑥`).
+
+Everything runs in time linear in the text's length (one pass per step, regexes without nested
+quantifiers). Scripts are named `Latin`, `Cyrillic`, `Han`, `Hiragana`, ...; :func:`script_label`
+gives the coarser upper-case labels of data-quality reports (`LATIN`, `CJK` for Han and both kana).
 """
 
 from __future__ import annotations
@@ -42,11 +57,23 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
     "hy": frozenset({"Armenian"}),
 }
 
-_THINK_RE = re.compile(r"(?s)<think>(.*?)(?:</think>|$)")
 _LATEX_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+# The tokens math spans open and close on: a backslash with the character it escapes (`\$` is
+# a dollar, `\(` opens math, `\\` is a line break) or one or two dollars. No nested quantifier.
+_MATH_TOKEN_RE = re.compile(r"\\.|\$\$?", re.DOTALL)
+_MATH_CLOSERS = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+# LaTeX's prose-in-math commands: their arguments are language even inside a span.
+_TEXT_COMMAND_RE = re.compile(r"\\(?:text(?:bf|it|rm|sf|tt|normal)?|mbox)\s*\{")
+# Function names written as words outside LaTeX (`sin x`, `log n`): notation, not English.
+MATH_WORDS = frozenset({
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "log", "ln", "lg", "exp", "max", "min", "gcd", "lcm", "mod", "det", "lim"})
 # First word(s) of a Unicode character name -> script; other names give their first word.
 _NAME_SCRIPTS = {"CJK": "Han", "KATAKANA-HIRAGANA": "Katakana"}
+# Scripts of math notation: their single letters are variables and math spans hide them.
 _VARIABLE_SCRIPTS = {"Latin", "Greek"}
+# Scripts written without spaces between words: each character is a unit.
+_CHARACTER_SCRIPTS = {"Han", "Hiragana", "Katakana"}
 # Scripts one language writes together, reported as one label (Japanese mixes all three).
 _LABELS = {"Han": "CJK", "Hiragana": "CJK", "Katakana": "CJK"}
 
@@ -64,15 +91,22 @@ def char_script(ch: str) -> str | None:
 
 
 def words(text: str) -> list[tuple[str, str]]:
-    """Split text into (word, script) runs of letters of one script (see the module docstring)."""
+    """Split text into its countable (unit, script) pairs, in order: a character of Han or
+    kana, a word of any other script; math notation left out (see the module docstring)."""
+    found = _runs(_LATEX_COMMAND_RE.sub(" ", without_math(text)))
+    return [(w, s) for w, s in found if _is_language(w, s)]
+
+
+def _runs(text: str) -> list[tuple[str, str]]:
+    """(run, script) of each maximal run of letters of one script; Han and kana one per letter."""
     found: list[tuple[str, str]] = []
     current, script = "", None
-    for ch in _LATEX_COMMAND_RE.sub(" ", text):
+    for ch in text:
         ch_script = char_script(ch) if ch.isalpha() else None
         if ch_script is None and current and unicodedata.category(ch).startswith("M"):
             current += ch  # a combining mark belongs to the letter before it
             continue
-        if ch_script != script or ch_script is None:
+        if ch_script != script or ch_script is None or ch_script in _CHARACTER_SCRIPTS:
             if current and script is not None:
                 found.append((current, script))
             current, script = "", ch_script
@@ -80,7 +114,81 @@ def words(text: str) -> list[tuple[str, str]]:
             current += ch
     if current and script is not None:
         found.append((current, script))
-    return [(w, s) for w, s in found if not (len(w) == 1 and s in _VARIABLE_SCRIPTS)]
+    return found
+
+
+def _is_language(word: str, script: str) -> bool:
+    """False for a math variable (one Latin or Greek letter) and a function name (`sin`)."""
+    if script not in _VARIABLE_SCRIPTS:
+        return True
+    return len(word) > 1 and word.lower() not in MATH_WORDS
+
+
+def without_math(text: str) -> str:
+    """`text` with the notation of its closed math spans blanked: of a span's content only its
+    `\\text{…}` arguments and its letters of scripts other than Latin and Greek are kept."""
+    pieces: list[str] = []
+    last = 0
+    for start, end in math_spans(text):
+        pieces += [text[last:start], _span_language(text[start:end])]
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def math_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the content of each closed `$…$`, `$$…$$`, `\\(…\\)`, `\\[…\\]` span.
+
+    An opener without its closer is literal text and the scan goes on right after it, so an
+    unclosed `$` hides nothing. Linear: a closed span's tokens are read once, and a failed
+    search for a closer (to the end of the text) happens at most once per kind of opener,
+    since after it no closer of that kind is left.
+    """
+    tokens = list(_MATH_TOKEN_RE.finditer(text))
+    spans: list[tuple[int, int]] = []
+    unclosable: set[str] = set()
+    i = 0
+    while i < len(tokens):
+        closer = _MATH_CLOSERS.get(tokens[i].group())
+        if closer is None or closer in unclosable:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(tokens) and tokens[j].group() != closer:
+            j += 1
+        if j == len(tokens):
+            unclosable.add(closer)
+            i += 1
+            continue
+        spans.append((tokens[i].end(), tokens[j].start()))
+        i = j + 1
+    return spans
+
+
+def _span_language(math: str) -> str:
+    """The language of a math span's content, the rest blanked (length kept)."""
+    kept = [" " if ch.isalpha() and char_script(ch) in _VARIABLE_SCRIPTS else ch for ch in math]
+    for start, end in _text_arguments(math):
+        kept[start:end] = math[start:end]
+    return "".join(kept)
+
+
+def _text_arguments(math: str) -> list[tuple[int, int]]:
+    """(start, end) of the outermost `\\text{…}`-like arguments of a math span, braces matched;
+    an argument cut off before its closing brace runs to the end. Linear: nested ones are
+    skipped, so each character is read once."""
+    found: list[tuple[int, int]] = []
+    covered = 0
+    for match in _TEXT_COMMAND_RE.finditer(math):
+        if match.start() < covered:
+            continue
+        depth, i = 1, match.end()
+        while i < len(math) and depth:
+            depth += {"{": 1, "}": -1}.get(math[i], 0)
+            i += 1
+        found.append((match.end(), i - 1 if depth == 0 else i))
+        covered = i
+    return found
 
 
 def script_of_word(word: str) -> str | None:
@@ -97,15 +205,8 @@ def script_of_word(word: str) -> str | None:
 
 
 def scripts_in(text: str) -> set[str]:
-    """Return the set of scripts of the countable words in `text` (empty if there are none)."""
+    """Return the set of scripts of the countable units in `text` (empty if there are none)."""
     return {script for _, script in words(text)}
-
-
-def think_text(text: str) -> str:
-    """The `<think>` content of a text (all blocks joined, an unclosed last one included),
-    else the whole text."""
-    blocks = _THINK_RE.findall(text)
-    return "\n".join(blocks) if blocks else text
 
 
 def target_scripts(language: str) -> frozenset[str]:

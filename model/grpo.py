@@ -73,7 +73,9 @@ import torch
 from infra import launch
 from infra.config import knob
 from infra.steplog import StepLog
+from data.completions import parse_completion
 from data.formatting import prompt_style, render_prompts
+from data.language import scripts_in
 from model import checkpoint
 from model.engine import make_engine
 from model.rewards import get_reward
@@ -242,12 +244,11 @@ def reflection_rate(texts: list[str], phrases: list[str]) -> float:
 
 
 def mixing_rate(texts: list[str]) -> float:
-    """Share of completions whose reasoning mixes scripts (e.g. Latin and Cyrillic words)."""
-    from model.rewards.language import reasoning_text, scripts_in
-
+    """Share of completions whose reasoning (as the language reward reads it) mixes scripts."""
     if not texts:
         return 0.0
-    return sum(len(scripts_in(reasoning_text(t))) > 1 for t in texts) / len(texts)
+    mixed = [len(scripts_in(parse_completion(t).reasoning_or_text)) > 1 for t in texts]
+    return sum(mixed) / len(texts)
 
 
 def score(texts: list[str], columns: dict[str, list], weights: dict[str, float]):

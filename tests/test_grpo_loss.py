@@ -137,6 +137,12 @@ def test_mixing_rate_counts_reasoning_in_two_scripts():
     assert mixing_rate(texts) == 0.5
 
 
+def test_mixing_rate_reads_the_same_reasoning():
+    assert mixing_rate(["<think>hello world</think> привет"]) == 0.0  # summary-ignored
+    assert mixing_rate(["hello привет"]) == 1.0  # untagged-whole
+    assert mixing_rate(["<think>所以 $x+y$ 成立</think>"]) == 0.0  # math-ignored
+
+
 def test_scale_rewards_none_and_batch():
     rewards = torch.tensor([1.0, 0.0, 0.5, 1.0, 1.0, 0.0], dtype=torch.float64)
     centred = rewards.view(2, 3) - rewards.view(2, 3).mean(dim=1, keepdim=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_data
+from data.language import math_spans, words
 from model.rewards import (
     REWARDS,
     answer_key,
@@ -332,7 +333,7 @@ def test_language_consistency():
     no_words = "<think>1 + 2 = 3, x = θ</think><answer>3</answer>"
     assert language_consistency([english, half, no_words]) == [1.0, 0.5, None]
     assert language_consistency([half], language=["ru"]) == [0.5]
-    assert language_consistency(["<think>我们先计算 sum</think>"], language="zh") == [0.5]
+    assert language_consistency(["<think>我们先计算 sum</think>"], language="zh") == [5 / 6]
     assert language_consistency(["plain text without tags"], language=["en-US"]) == [1.0]
     with pytest.raises(KeyError, match="known"):
         language_consistency(["text"], language="xx")
@@ -347,6 +348,87 @@ def test_scripts():
     assert script_of_word("123+4") is None
     assert scripts_in("Let x = 2, тогда 计算 y.") == {"Latin", "Cyrillic", "Han"}
     assert scripts_in("1 + 2 = 3") == set()
+
+
+ENGLISH_4 = "First we add them"  # 4 English words
+CHINESE_25 = "我们先把这两个数相加，然后再检查一下这个结果是否正确。"  # 25 Han characters
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "language", "share"),
+    [
+        pytest.param(f"{ENGLISH_4} {CHINESE_25}", "en", 4 / 29, id="mixed-en"),
+        pytest.param(f"{ENGLISH_4} {CHINESE_25}", "zh", 25 / 29, id="mixed-zh"),
+        pytest.param(f"{ENGLISH_4} {CHINESE_25}", "ja", 25 / 29, id="kanji-is-japanese"),
+        pytest.param("We check これはテストです", "ja", 8 / 10, id="kana-kanji"),
+        pytest.param("We check これはテストです", "en", 2 / 10, id="kana-en"),
+        pytest.param("We check 한국어 문장 입니다", "ko", 3 / 5, id="hangul-words"),
+        pytest.param("We check 한국어 문장 입니다", "en", 2 / 5, id="hangul-en"),
+        pytest.param("Then we add the two numbers", "en", 1.0, id="english-stays"),
+        pytest.param("我们先计算", "zh", 1.0, id="chinese-whole"),
+        pytest.param("we compute сумму, затем", "en", 0.5, id="cyrillic-stays-words"),
+    ],
+)
+def test_language_counts_cjk_per_character(reasoning, language, share):
+    """Han and kana count per character on both sides of the ratio; other scripts per word."""
+    assert len([ch for ch in CHINESE_25 if ch.isalpha()]) == 25
+    assert language_consistency([f"<think>{reasoning}</think>"], language=language) == [
+        pytest.approx(share)]
+
+
+def test_words_units():
+    assert words("日本語です") == [("日", "Han"), ("本", "Han"), ("語", "Han"),
+                                   ("で", "Hiragana"), ("す", "Hiragana")]
+    assert words("한국어 문장") == [("한국어", "Hangul"), ("문장", "Hangul")]
+    assert words("hello мир") == [("hello", "Latin"), ("мир", "Cyrillic")]
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "language", "share"),
+    [
+        pytest.param("所以 $x^2+y^2=r^2$ 成立", "zh", 1.0, id="dollar-span"),
+        pytest.param("所以 $$\\sum_{i} a_i b_i$$ 成立", "zh", 1.0, id="display-span"),
+        pytest.param("所以 \\(\\sin x + \\cos y\\) 和 \\[ab + bc\\] 成立", "zh", 1.0, id="paren-span"),
+        pytest.param("先求 sin x 和 log n 与 gcd 的值", "zh", 1.0, id="function-words"),
+        pytest.param("先求 \\frac{1}{2} \\sqrt{x} 的值", "zh", 1.0, id="latex-commands"),
+        pytest.param("Since $x$ is even", "en", 1.0, id="english-stays"),
+        pytest.param("其中 $\\text{where } x$", "zh", 2 / 3, id="text-is-prose"),
+        pytest.param("We get $ это не формула $", "en", 2 / 5, id="span-hides-no-cyrillic"),
+        pytest.param("We get $" + " слово" * 500, "en", 2 / 502, id="unclosed-dollar"),
+        pytest.param("Итак \\( we compute the sum", "ru", 1 / 5, id="unclosed-paren"),
+        pytest.param("It costs \\$5 and then \\$7", "en", 1.0, id="escaped-dollar"),
+    ],
+)
+def test_language_ignores_math_notation(reasoning, language, share):
+    """Math is not language; a math span never hides another script, an unclosed one nothing."""
+    assert language_consistency([f"<think>{reasoning}</think>"], language=language) == [
+        pytest.approx(share)]
+
+
+def test_math_spans_are_linear_and_closed():
+    assert math_spans("$a$$b$") == [(1, 5)]  # `$$` inside `$…$` does not close it
+    assert math_spans("$$x$$ $y$") == [(2, 3), (7, 8)]
+    assert math_spans("\\(a\\) \\$ $c") == [(2, 3)]  # escaped and unclosed dollars are text
+    # Adversarial inputs: quadratic work here would take minutes, linear takes milliseconds.
+    for text in ("$" * 100_001, "\\(" * 50_000, "$" + "\\text{" * 50_000 + "$",
+                 "$\\text{" + "{" * 100_000 + "$", "$ a" * 50_000):
+        words(text)
+
+
+@pytest.mark.parametrize(
+    ("completion", "language", "share"),
+    [
+        pytest.param("<think>思考过程</think> The answer is 7", "zh", 1.0, id="summary-ignored"),
+        pytest.param("<think>We reason</think> 答案是七", "en", 1.0, id="summary-ignored-en"),
+        pytest.param("思考</think> The answer is 7", "zh", 1.0, id="template-open-tag"),
+        pytest.param("<think>old</think> <think>先思考 then", "zh", 3 / 4, id="unclosed-last"),
+        pytest.param("答案 is seven", "en", 2 / 4, id="untagged-whole"),
+    ],
+)
+def test_language_reads_reasoning_through_the_parser(completion, language, share):
+    """The reward reads data.completions.parse_completion(...).reasoning_or_text."""
+    assert language_consistency([completion], language=language) == [pytest.approx(share)]
+
 
 
 # --- answers and registry ---------------------------------------------------------------------

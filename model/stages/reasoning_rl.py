@@ -1,10 +1,11 @@
 """Stage ``reasoning_rl``: reasoning-oriented RL after the cold start (paper 2.3.2).
 
 GRPO from ``sft_cold`` with the rule rewards of R1-Zero plus the language-consistency
-reward: the share of the reasoning's words written in the target language's script,
-added to the accuracy and format rewards. The paper notes the language reward costs
-a little accuracy and buys readable, single-language reasoning; the run logs the
-mixing rate (share of completions whose reasoning mixes scripts) at every step.
+reward: the share of the reasoning's words (characters, for Chinese and Japanese; math
+notation left out) written in the target language's script, added to the accuracy and format
+rewards. The paper notes the language reward costs a little accuracy and buys readable,
+single-language reasoning; the run logs the mixing rate (share of completions whose reasoning
+mixes scripts) at every step.
 
 One CPU rank:  r1flow stage reasoning_rl
 N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage reasoning_rl
