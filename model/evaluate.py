@@ -20,7 +20,7 @@ from data.formatting import render_prompts
 from infra import launch
 from model.grpo import mixing_rate, reflection_rate
 from model.rewards import answer_key, extract_answer, get_reward
-from model.rewards.code import extract_code
+from model.rewards.code import extract_code, row_tests
 from model.rollout import decode_completions, generate, left_pad, stop_token_ids
 from model.trainer import seeded_sampling
 
@@ -42,9 +42,13 @@ class Protocol:
 
 
 def correctness(rows: list[dict], texts: list[str]) -> list[float]:
-    """1.0/0.0 per (row, completion) pair; code rows use unit tests, others the accuracy reward."""
-    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} - {"prompt", "id"}}
-    if any(r.get("tests") for r in rows):
+    """1.0/0.0 per (row, completion) pair; code rows use unit tests, others the accuracy reward.
+
+    Every column but ``id`` reaches the rewards: ``prompt`` included, as a HumanEval prompt
+    holds the imports and helpers its tests need (model/rewards/code.py).
+    """
+    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} - {"id"}}
+    if any(row_tests(r) for r in rows):
         scores = get_reward("code")(texts, **columns)
         fallback = get_reward("accuracy")(texts, **columns)
         scores = [s if s is not None else f for s, f in zip(scores, fallback)]
@@ -81,7 +85,7 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
 
 
 def _vote_key(row: dict, text: str) -> str | None:
-    if row.get("tests"):
+    if row_tests(row):
         return extract_code(text).strip() or None
     answer = extract_answer(text)
     return None if answer is None else answer_key(answer)
