@@ -293,7 +293,9 @@ def load_aime24(path: Path | str | None = None) -> list[dict]:
 def load_humaneval(path: Path | str | None = None) -> list[dict]:
     """Load HumanEval (``HumanEval.jsonl.gz``); rows carry ``tests`` and ``entry_point``.
 
-    ``prompt`` is the function signature and docstring; ``id`` is the ``task_id``.
+    ``prompt`` is the prompt as published: the imports and helper functions the problem needs,
+    then the signature and docstring of ``entry_point`` (the code reward runs the helpers with
+    the model's function); ``id`` is the ``task_id``; ``canonical_solution`` is kept.
     """
     return _load_benchmark("humaneval", path)
 

@@ -21,8 +21,8 @@ from data.formatting import render_prompts
 from infra import launch
 from model.grpo import mixing_rate, reflection_rate
 from model.rewards import extract_answer, get_reward
+from model.rewards.code import extract_code, row_tests
 from model.rewards.equivalence import vote
-from model.rewards.code import extract_code
 from model.rollout import decode_completions, generate, left_pad, stop_token_ids
 from model.trainer import seeded_sampling
 
@@ -44,9 +44,13 @@ class Protocol:
 
 
 def correctness(rows: list[dict], texts: list[str]) -> list[float]:
-    """1.0/0.0 per (row, completion) pair; code rows use unit tests, others the accuracy reward."""
-    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} - {"prompt", "id"}}
-    if any(r.get("tests") for r in rows):
+    """1.0/0.0 per (row, completion) pair; code rows use unit tests, others the accuracy reward.
+
+    Every column but ``id`` reaches the rewards: ``prompt`` included, as a HumanEval prompt
+    holds the imports and helpers its tests need (model/rewards/code.py).
+    """
+    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} - {"id"}}
+    if any(row_tests(r) for r in rows):
         scores = get_reward("code")(texts, **columns)
         fallback = get_reward("accuracy")(texts, **columns)
         scores = [s if s is not None else f for s, f in zip(scores, fallback)]
@@ -83,7 +87,7 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
 
 
 def _vote_answer(row: dict, text: str) -> str | None:
-    if row.get("tests"):
+    if row_tests(row):
         return extract_code(text).strip() or None
     return extract_answer(text)
 
@@ -97,7 +101,7 @@ def consensus(rows: list[dict], texts: list[str], correct: list[float], k: int) 
     for i, row in enumerate(rows):
         group = range(i * k, (i + 1) * k)
         answers = [_vote_answer(row, texts[j]) for j in group]
-        if row.get("tests"):
+        if row_tests(row):
             votes = Counter(a for a in answers if a is not None)
             winner = answers.index(votes.most_common(1)[0][0]) if votes else None
         else:

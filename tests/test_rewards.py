@@ -215,17 +215,18 @@ def test_format(completion, expected):
 
 
 def _humaneval_columns(rows: list[dict]) -> dict:
-    return {"tests": [r["test"] for r in rows], "entry_point": [r["entry_point"] for r in rows]}
+    # The file's own column names (`test`, not r1flow's `tests`) and its prompt, as the harness runs it.
+    return {"test": [r["test"] for r in rows], "entry_point": [r["entry_point"] for r in rows],
+            "prompt": [r["prompt"] for r in rows]}
 
 
-def test_humaneval_canonical_solutions_pass_and_wrong_bodies_fail():
+def test_humaneval_canonical_bodies_continue_the_prompt_and_wrong_bodies_fail():
     rows = _read_jsonl("humaneval/HumanEval.jsonl.gz")
     assert len(rows) == 164
-    columns = _humaneval_columns(rows)
-    right = code([r["prompt"] + r["canonical_solution"] for r in rows], **columns)
-    assert [r["task_id"] for r, s in zip(rows, right) if s != 1.0] == []
-    wrong = code([r["prompt"] + "    return None\n" for r in rows], **columns)
-    assert [r["task_id"] for r, s in zip(rows, wrong) if s != 0.0] == []
+    columns = _humaneval_columns(rows + rows)
+    scores = code([r["canonical_solution"] for r in rows] + ["    return None\n"] * len(rows), **columns)
+    assert [r["task_id"] for r, s in zip(rows, scores[:164]) if s != 1.0] == []
+    assert [r["task_id"] for r, s in zip(rows, scores[164:]) if s != 0.0] == []
 
 
 def test_code_takes_the_last_python_block():
