@@ -85,6 +85,8 @@ _FRACTION_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}|([+-]?\d+)
 _LOOSE_SPACE_RE = re.compile(r"(?<!\w) | (?!\w)")
 _COMMA_RE = re.compile(r" ?, ?")
 _TIGHT_COMMA_RE = re.compile(r",(?! |\d)|(?<=\D),(?=\d)")
+# What unit stripping left of "<number> <letters>": a constant or variable times the number.
+_NUMBER_TIMES_NAME_RE = re.compile(r"[+-]?[\d.,]+\s*\\?[A-Za-z]+")
 _SPLIT_DIGITS_RE = re.compile(r"\d\s+\d")
 
 
@@ -288,8 +290,10 @@ def same_answer(pred: str | None, gold: str | None) -> bool | None:
         return abs(x.value - y.value) <= RELATIVE_TOLERANCE * scale
     if _SPLIT_DIGITS_RE.search(a) or _SPLIT_DIGITS_RE.search(b):
         return False
-    if (x is None) != (y is None) and _plain_text_only(a if x is None else b):
-        return False  # a number against words ("five", "Evelyn"): nothing to compute
+    if (x is None) != (y is None):
+        other = a if x is None else b
+        if _plain_text_only(other) or _NUMBER_TIMES_NAME_RE.fullmatch(other):
+            return False  # a number against words ("five") or a multiple of a name (2i, 5 m, 2\pi)
     return None
 
 

@@ -118,14 +118,15 @@ def cmd_run(argv: list[str]) -> None:
         if not field:
             raise SystemExit(f"--set {key}: expected STAGE.KEY=VALUE")
         params.setdefault(stage, {})[field] = value
-    from flows.pipeline import load_recipe, r1_pipeline
+    from flows.pipeline import check_overrides, load_recipe, r1_pipeline
     from infra import tracking
 
-    if args.recipe:
-        try:
-            load_recipe(args.recipe)  # a bad recipe fails here, before any server starts
-        except ValueError as err:
-            raise SystemExit(f"r1flow run: {err}") from None
+    try:  # a bad recipe or --set value fails here, before any server starts
+        if args.recipe:
+            load_recipe(args.recipe)
+        check_overrides(params, where="--set")
+    except ValueError as err:
+        raise SystemExit(f"r1flow run: {err}") from None
     _embedded_defaults()
     result = r1_pipeline(recipe=args.recipe, params=params or None)
     copy_outputs(Path(result["workspace"]) / "artifacts", Path("artifacts"))

@@ -66,11 +66,22 @@ def load_recipe(path: str | Path) -> dict[str, dict]:
     unknown = sorted(set(recipe) - set(STAGES))
     if unknown:
         raise ValueError(f"recipe {path}: unknown stage section(s) {unknown}; stages: {list(STAGES)}")
-    params = load_params("params.yaml") if Path("params.yaml").is_file() else {}
-    # Key by key, as the run's workspace applies it (tasks/workspace.py apply_overrides).
-    merged = {**params, **{stage: {**(params.get(stage) or {}), **values} for stage, values in recipe.items()}}
-    check_params(merged, where=f"recipe {path}")
+    check_overrides(recipe, where=f"recipe {path}")
     return recipe
+
+
+def check_overrides(overrides: dict[str, dict], where: str) -> None:
+    """Check ``{stage: {key: value}}`` applied over params.yaml key by key, as the run's
+    workspace applies it (tasks/workspace.py ``apply_overrides``). Raises ValueError naming
+    ``where``, the stage and the key."""
+    from flows.cli import STAGES
+
+    unknown = sorted(set(overrides) - set(STAGES))
+    if unknown:
+        raise ValueError(f"{where}: unknown stage section(s) {unknown}; stages: {list(STAGES)}")
+    params = load_params("params.yaml") if Path("params.yaml").is_file() else {}
+    merged = {**params, **{stage: {**(params.get(stage) or {}), **values} for stage, values in overrides.items()}}
+    check_params(merged, where=where)
 
 
 def check_params(params: dict[str, dict], where: str = "params") -> None:
@@ -273,6 +284,7 @@ def r1_pipeline(
         overrides.setdefault(stage, {}).update(values)
     for stage, values in (params or {}).items():
         overrides.setdefault(stage, {}).update(values)
+    check_overrides(overrides, where="flow parameters")  # fails before a workspace is made
     workspace = create_workspace(run_name, overrides)
     parent = open_pipeline_run(run_name, flow_run.id, flow_run.ui_url, overrides)
     try:

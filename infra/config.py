@@ -133,9 +133,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if tp is str and isinstance(value, bool):
         key = where.rpartition("key ")[2].strip("'") or "key"
-        raise ConfigError(f"{where}: expected text, got the boolean {value!r} (YAML 1.1 and JSON read "
-                          f"yes/no/on/off/true/false as booleans); to keep the word, quote it, "
-                          f"e.g. {key}: \"{str(value).lower()}\" or --set '{key}=\"{str(value).lower()}\"'")
+        raise ConfigError(f"{where}: expected text, got the boolean {value!r} (YAML 1.1 and JSON read an "
+                          f"unquoted yes/no/on/off/true/false as a boolean); quote the word to keep it text, "
+                          f'e.g. {key}: "no"')
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if isinstance(tp, type) and not isinstance(value, tp):

@@ -74,3 +74,36 @@ def test_repo_params_yaml_is_valid():
         cls = next(v for k, v in vars(module).items()
                    if k.endswith("Config") and isinstance(v, type) and v.__module__ == module.__name__)
         build_config(cls, section, where=stage)
+
+
+@pytest.mark.parametrize("word", ["no", "off", "yes", "on", "NO", "n"])
+def test_yaml_11_booleans_keep_the_word_in_text_settings(tmp_path, word):
+    from model.stages.reasoning_rl import ReasoningRLConfig
+
+    path = _params(tmp_path, f"reasoning_rl:\n  language: {word}\n")
+    assert load_stage_config(ReasoningRLConfig, "reasoning_rl", path).language == word
+    assert load_stage_config(ReasoningRLConfig, "reasoning_rl", path, [f"language={word}"]).language == word
+    assert parse_overrides([f"language={word}"]) == {"language": word}
+
+
+@pytest.mark.parametrize("value", [False, True])
+def test_a_boolean_in_a_text_setting_says_how_to_quote_it(tmp_path, value):
+    from flows.pipeline import check_overrides
+    from model.stages.reasoning_rl import ReasoningRLConfig
+
+    with pytest.raises(ConfigError, match=r"key 'language': expected text, got the boolean .*language: \"no\""):
+        build_config(ReasoningRLConfig, {"language": value})
+    path = _params(tmp_path, f"reasoning_rl:\n  language: {str(value).lower()}\n")
+    with pytest.raises(ConfigError, match="quote the word"):
+        load_stage_config(ReasoningRLConfig, "reasoning_rl", path)
+    with pytest.raises(ValueError, match=r"flow parameters \[reasoning_rl\]: key 'language'.*quote the word"):
+        check_overrides({"reasoning_rl": {"language": value}}, where="flow parameters")  # a Prefect parameter
+
+
+def test_yaml_11_words_still_set_booleans_and_true_false_stay_booleans():
+    from infra.config import _coerce, load_yaml
+
+    assert load_yaml("a: true\nb: False\nc: no\nd: 'yes'") == {"a": True, "b": False, "c": "no", "d": "yes"}
+    assert [_coerce(w, bool, "k") for w in ("yes", "on", "no", "off", True)] == [True, True, False, False, True]
+    with pytest.raises(ConfigError, match="expected true/false"):
+        _coerce("maybe", bool, "k")

@@ -1,0 +1,217 @@
+"""Grading that graders trust: one test per kind of mis-grading found in public bug reports
+(math-verify, TRL, open-r1, lm-evaluation-harness), each with the rows that must score 1 and
+the rows that must stay 0. The parser is data/completions.py, the normalisation rules
+data/answers.py, the equivalence model/rewards/equivalence.py."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+import torch
+
+from data.answers import answer_key, exact_value, gold_answer, normalize
+from data.completions import parse_completion
+from model.evaluate import consensus
+from model.grpo import group_advantages, score, zero_std_groups
+from model.rewards import equivalence, get_reward
+from tests.conftest import shared_data
+
+accuracy = get_reward("accuracy")
+
+
+def graded(pred: str, gold: str) -> float:
+    """The accuracy reward of a readable completion whose boxed answer is ``pred``."""
+    return accuracy([f"<think> work </think> The answer is \\boxed{{{pred}}}."], answer=[gold])[0]
+
+
+def kind(*cases):
+    return pytest.mark.parametrize(("pred", "gold", "expected"), cases)
+
+
+@kind(("28", "28\\%", 1.0), ("28\\%", "28", 1.0), ("28 percent", "28\\%", 1.0), ("28%", "28", 1.0),
+      ("0.28", "28\\%", 0.0), ("2.8", "28\\%", 0.0), ("280", "28%", 0.0))
+def test_percent_is_the_same_rule_on_both_sides(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}", 0.0), ("10^{100}+1", "10^{100}", 0.0),
+      ("10^{-30}", "2\\cdot 10^{-30}", 0.0), ("2^{-99}", "\\frac{1}{2^{99}}", 1.0),
+      ("10^{100}", "10^{100}", 1.0), ("\\pi", "3.1415926536", 1.0), ("\\pi", "3.14", 0.0),
+      ("0.3333333", "\\frac{1}{3}", 1.0), ("0.333", "\\frac{1}{3}", 0.0), ("0.5000001", "0.5", 0.0))
+def test_tiny_and_huge_values_are_compared_exactly(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("2 1/2", "\\frac{5}{2}", 1.0), ("2\\frac{1}{2}", "2.5", 1.0), ("-3 3/4", "-\\frac{15}{4}", 1.0),
+      ("2 1/2", "1", 0.0), ("2 \\cdot \\frac{1}{2}", "\\frac{5}{2}", 0.0), ("2 3/2", "\\frac{7}{2}", 0.0))
+def test_plain_text_mixed_numbers(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@pytest.mark.parametrize(("completion", "expected"), [
+    ("<think> r </think> **73**", 1.0), ("<think> r </think> <answer> __73__ </answer>", 1.0),
+    ("\\boxed{\\textbf{73}}", 1.0), ("<think> r </think> `73`.", 1.0),
+    ("<think> r </think> **37**", 0.0), ("<think> r </think> The answer is **73** or 74", 0.0)])
+def test_markdown_emphasis_around_the_answer(completion, expected):
+    assert accuracy([completion], answer=["73"]) == [expected]
+
+
+@kind(("3 4", "34", 0.0), ("1 000", "1000", 0.0), ("3, 500", "3500", 0.0), ("12 34", "1234", 0.0),
+      ("1,000", "1000", 1.0), ("1{,}000", "1000", 1.0), ("1\\,000", "1000", 1.0), ("3 4", "3 4", 1.0))
+def test_separator_clean_up_never_joins_separate_numbers(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("2i", "2", 0.0), ("2 i", "2", 0.0), ("2e", "2", 0.0), ("2x", "2", 0.0), ("2\\pi", "2", 0.0),
+      ("2 pi", "2", 0.0), ("5 m", "5", 0.0), ("10 million", "10", 0.0), ("3 thousand", "3", 0.0),
+      ("10 million", "10000000", 1.0), ("1.5 billion", "1,500,000,000", 1.0),
+      ("18 dollars", "18", 1.0), ("5\\text{ cm}^2", "5", 1.0), ("\\$18.90", "18.9", 1.0),
+      ("3 square feet", "3", 1.0), ("12cm", "12", 1.0))
+def test_unit_stripping_spares_constants_variables_and_magnitudes(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("90°", "90^\\circ", 1.0), ("−3", "-3", 1.0), ("½", "\\frac{1}{2}", 1.0), ("x²", "x^2", 1.0),
+      ("２８", "28", 1.0), ("2π", "2\\pi", 1.0), ("√2", "\\sqrt{2}", 1.0), ("3×4", "12", 1.0),
+      ("91°", "90^\\circ", 0.0), ("x³", "x^2", 0.0), ("−3", "3", 0.0), ("⅓", "\\frac{1}{2}", 0.0))
+def test_unicode_symbols_are_mapped(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@pytest.mark.parametrize(("completion", "gold", "expected"), [
+    ("The solutions are \\boxed{3} and \\boxed{5}.", "3, 5", 1.0),
+    ("<think> r </think> $x=\\boxed{-2}$ or $x=\\boxed{7}$", "-2, 7", 1.0),
+    ("<think> r </think> \\boxed{1}, \\boxed{2}, \\boxed{3}", "1,2,3", 1.0),
+    ("<think> r </think> \\boxed{5} or maybe \\boxed{6}", "6", 0.0),  # a hedge commits to both
+    ("The solutions are \\boxed{3} and \\boxed{5}.", "3", 0.0),
+    ("<think> r </think> \\boxed{3} and \\boxed{5} and \\boxed{7}", "3, 5", 0.0)])
+def test_an_answer_split_across_several_boxes(completion, gold, expected):
+    assert accuracy([completion], answer=[gold]) == [expected]
+
+
+@pytest.mark.parametrize(("completion", "gold", "expected"), [
+    ("<think> 2+3 = \\boxed{5}? no, it asks 2*3 </think> The answer is 6.", "5", 0.0),
+    ("<think> <answer>5</answer> no </think> <answer> 6 </answer>", "5", 0.0),
+    ("<think> \\boxed{5} </think>", "5", 0.0),
+    ("<think> 2+3 = \\boxed{5}? no, 2*3 </think> The answer is \\boxed{6}.", "6", 1.0),
+    ("chat template opened the block </think> \\boxed{6}", "6", 1.0)])
+def test_the_answer_is_never_taken_from_inside_the_reasoning(completion, gold, expected):
+    assert accuracy([completion], answer=[gold]) == [expected]
+
+
+@pytest.mark.parametrize("completion", [
+    "<think> first try: \\boxed{5}, so", "<think> <answer> 5 </answer> and",
+    "<think> a </think> <think> \\boxed{5}", "<think>" + " \\boxed{5}" * 100])
+def test_truncated_reasoning_scores_zero(completion):
+    assert accuracy([completion], answer=["5"]) == [0.0]
+    assert parse_completion(completion).closed is False
+
+
+def test_equal_rewards_give_exactly_zero_advantage_and_count_as_zero_std():
+    weights = {"accuracy": 1.0, "readable_format": 0.5, "language_consistency": 0.5}  # reasoning_rl
+    cases = ["<think> we add the two numbers and check it again slowly </think> The answer is \\boxed{7}.",
+             "<think> считаем и затем we add them up carefully </think> The answer is \\boxed{8}.",
+             "<think> 3+4 </think> \\boxed{7}"]
+    for text in cases:
+        rewards, _ = score([text] * 8, {"answer": ["7"] * 8}, weights)
+        assert torch.equal(group_advantages(rewards, 8), torch.zeros(8))
+        assert zero_std_groups(rewards, 8).tolist() == [True]
+    for noisy in ([0.7 + 1e-9 * i for i in range(8)], [1.0, 1.0 + 2e-7, 1.0, 1.0]):
+        rewards = torch.tensor(noisy, dtype=torch.float32)
+        for scale in ("group", "batch", "none"):
+            assert torch.equal(group_advantages(rewards, len(noisy), scale_rewards=scale), torch.zeros(len(noisy)))
+    different = torch.tensor([1.0, 1.0, 1.0, 0.999])  # a real difference still counts
+    assert not zero_std_groups(different, 4).item() and group_advantages(different, 4).abs().max() > 0.5
+
+
+@pytest.mark.parametrize(("samples", "gold", "expected"), [
+    (["3", "0.5", "\\frac{1}{2}", "3", "1/2"], "\\frac{1}{2}", 1.0),
+    (["\\sqrt{117}", "7", "3\\sqrt{13}", "7", "\\sqrt{117}"], "3\\sqrt{13}", 1.0),
+    (["28\\%", "5", "28", "5", "**28**"], "28", 1.0),
+    (["7", "1/2", "7", "0.5", "7"], "\\frac{1}{2}", 0.0),  # 3 votes beat 2
+    (["4", "5", "5", "4", "6"], "5", 0.0),  # a tie goes to the answer seen first
+    (["5", "4", "4", "5", "6"], "5", 1.0)])
+def test_cons_at_k_votes_equivalent_spellings_together(samples, gold, expected):
+    rows = [{"prompt": "p", "answer": gold}]
+    texts = [f"<think> r </think> \\boxed{{{s}}}" for s in samples]
+    correct = accuracy(texts, answer=[gold] * len(samples))
+    assert consensus(rows, texts, correct, k=len(samples)) == expected
+
+
+def test_dataset_native_gold_columns(caplog):
+    gsm8k = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 72"
+    math = "so the sum is $\\boxed{\\frac{3}{4}}$."
+    assert accuracy(["\\boxed{72}", "\\boxed{71}"], answer=[gsm8k] * 2) == [1.0, 0.0]
+    assert accuracy(["\\boxed{72}", "\\boxed{0.75}", "\\boxed{1}"], solution=[gsm8k, math, math]) == [1.0, 1.0, 0.0]
+    assert accuracy(["#### 1,000"], answer=["1000"]) == [1.0]
+    assert gold_answer("#### 1,234") == "1,234" and gold_answer(math) == "\\frac{3}{4}"
+    caplog.set_level(logging.WARNING, logger="model.rewards.accuracy")
+    for _ in range(2):
+        assert accuracy(["\\boxed{72}"], gold=["72"]) == [None]
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "answer, solution" in caplog.records[0].getMessage() and "gold" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("attack", [
+    "\\boxed{" * 40_000, "<answer>" * 25_000, "<think>" * 25_000, "{" * 200_000 + "\\boxed{5}",
+    "</think>" + "\\boxed{" * 40_000 + "1", "</think>" + "\\boxed{\\boxed{" * 20_000 + "}" * 40_000,
+    "</think> <answer>" * 20_000 + "```" * 10_000])
+def test_answer_extraction_stays_linear_on_200_kb_of_unclosed_markup(attack):
+    assert len(attack) >= 150_000
+    assert accuracy([attack], answer=["5"])[0] in (0.0, 1.0)
+    assert get_reward("format")([attack]) == [0.0]
+    assert get_reward("readable_format")([attack]) == [0.0]
+
+
+def test_math_verify_is_bounded_off_the_main_thread(monkeypatch, capfd, caplog):
+    monkeypatch.setattr(equivalence, "TIMEOUT_S", 1.0)
+    caplog.set_level(logging.WARNING, logger="model.rewards.equivalence")
+    slow = "10^{10^{10}}"  # sympy would build a ten-billion-digit integer
+    results = {}
+
+    def grade():
+        results["huge"] = graded(slow, "5")
+        results["long"] = graded("+".join(["x^{2}"] * 1200), "y")  # 6,000 characters
+
+    worker = threading.Thread(target=grade)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive() and results == {"huge": 0.0, "long": 0.0}
+    out, err = capfd.readouterr()
+    assert "x^{2}+x^{2}" not in out + err and slow not in out
+    assert all(len(r.getMessage()) < 200 for r in caplog.records)
+
+
+def test_every_normalisation_rule_is_idempotent_and_keys_agree():
+    for text in ["28\\%", "2 1/2", "**73**", "1{,}000", "90°", "10 million", "$\\$18.90$", "x = 5",
+                 "\\left( 3, \\frac{\\pi}{2} \\right)", "3, 500", "\\text{(C)}", "5\\text{ cm}^2"]:
+        assert normalize(normalize(text)) == normalize(text)
+    assert answer_key("0.5") == answer_key("\\frac{1}{2}") == answer_key("1/2") == answer_key("\\dfrac12")
+    assert answer_key("3, 500") != answer_key("3500") and answer_key("3 4") != answer_key("34")
+    assert exact_value("1,000") is not None and exact_value("3, 500") is None
+
+
+def test_math500_golds_match_themselves_and_no_other_row():
+    from data.loaders import load_math500
+
+    golds = [row["answer"] for row in load_math500(shared_data("math500/test.jsonl"))]
+    assert len(golds) == 500
+    completions = [f"<think> r </think> The answer is \\boxed{{{g}}}." for g in golds]
+    assert accuracy(completions, answer=golds) == [1.0] * 500
+    others = []
+    for i, gold in enumerate(golds):  # the next row whose answer is spelled differently
+        others.append(next(golds[k % 500] for k in range(i + 1, i + 500)
+                           if answer_key(golds[k % 500]) != answer_key(gold)))
+    assert accuracy([f"\\boxed{{{o}}}" for o in others], answer=golds) == [0.0] * 500
+
+
+def test_all_gsm8k_golds_parse():
+    from data.loaders import load_gsm8k
+
+    rows = load_gsm8k(shared_data("gsm8k/test.jsonl"))
+    assert len(rows) == 1319
+    assert all(exact_value(normalize(gold_answer(row["solution"]))) is not None for row in rows)
+    scores = accuracy([f"\\boxed{{{row['answer']}}}" for row in rows], solution=[row["solution"] for row in rows])
+    assert scores == [1.0] * 1319
