@@ -403,13 +403,16 @@ class GRPOTrainer(Trainer):
         rollout, texts, chosen = self.rollout(step)
         t_rollout = time.perf_counter() - t0
         columns = {k: [self.rows[i].get(k) for i in chosen] for k in self.columns}
+        t_reward = time.perf_counter()
         rewards, per_reward = score(texts, columns, a.rewards)
+        t_reward = time.perf_counter() - t_reward
         mask = rollout.completion_mask
         batch = _gather_step(chosen, texts, rewards, per_reward, mask.sum(dim=1), rollout.finished)
         advantages = group_advantages(torch.tensor(batch["reward"]), a.num_generations, scale_rewards=a.scale_rewards)
         local = advantages[rank_share(len(advantages), "completions")].to(self.engine.device)
         stats = self._optimize(rollout, local)
-        times = {"rollout_s": max_over_ranks(t_rollout), "step_s": max_over_ranks(time.perf_counter() - t0)}
+        times = {"rollout_s": max_over_ranks(t_rollout), "reward_s": max_over_ranks(t_reward),
+                 "step_s": max_over_ranks(time.perf_counter() - t0)}
         metrics = {**self._batch_metrics(batch), **stats, "lr": self.engine.get_lr()[0], **times,
                    "tokens_per_s": sum(batch["length"]) / times["rollout_s"]}
         if is_main() and a.sample_every and (step % a.sample_every == 0 or step == 1):
