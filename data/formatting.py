@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
+from data.completions import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+
 log = logging.getLogger(__name__)
 
 PROMPT_FORMATS = ("r1_zero", "chat")
@@ -53,7 +55,7 @@ INSTRUCTIONS = {
 # DeepSeek-R1 paper, Table 1. ``{prompt}`` is the user's question.
 R1_ZERO_TEMPLATE = _HEAD + INSTRUCTIONS["tags"] + " User: {prompt}. Assistant:"
 
-THINK_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+THINK_TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
 
 
 def _check(prompt_format: str, output: str) -> None:

@@ -107,10 +107,12 @@ def _init_worker() -> None:
 def _exact_numbers_equal(a, b) -> bool | None:
     """Two sympy numbers compared (see the module docstring); None if they are not two numbers.
 
-    Without a decimal literal: equal iff their difference simplifies to 0, or, when sympy can
-    neither prove it zero nor reduce it to a nonzero rational, it is zero to
-    :data:`EXACT_DIGITS` significant digits relative to their size. So ``10^{100}+1`` differs
-    from ``10^{100}`` and ``\\frac{1}{2^{99}}`` from ``\\frac{1}{2^{98}}``, whatever their size.
+    With a decimal literal (a sympy Float) on either side: equal within the relative tolerance
+    of data/answers.py. Otherwise both are evaluated to :data:`EXACT_DIGITS` significant digits;
+    values that differ there (relative to their size) are different, and values that agree are
+    equal unless their difference simplifies to a nonzero rational. So ``10^{100}+1`` differs
+    from ``10^{100}`` and ``\\frac{1}{2^{99}}`` from ``\\frac{1}{2^{98}}``, whatever their size,
+    and ``\\sqrt{2}/2`` equals ``\\frac{1}{\\sqrt{2}}``.
     """
     from sympy import Basic, Float, N, simplify
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from data.completions import completion_text
+from data.formatting import THINK_TAGS
 
 # Whole completion (already stripped): reasoning, optional whitespace, answer, nothing else.
 _FORMAT_RE = re.compile(r"(?s)<think>(.*?)</think>\s*<answer>(.*?)</answer>")
-_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
@@ -24,7 +24,7 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     for completion in completions:
         text = completion_text(completion).strip()
         # Counting first keeps the regex linear: with one of each tag it cannot backtrack far.
-        ok = all(text.count(tag) == 1 for tag in _TAGS) and _FORMAT_RE.fullmatch(text) is not None
+        ok = all(text.count(tag) == 1 for tag in THINK_TAGS) and _FORMAT_RE.fullmatch(text) is not None
         scores.append(1.0 if ok else 0.0)
     return scores
 

@@ -27,20 +27,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from data.completions import completion_text
+from data.completions import completion_text, parse_completion
 
 log = logging.getLogger(__name__)
 
 GENERAL = "general"
-_THINK_END = "</think>"
 
 
 def summary_of(completion: Any) -> str:
-    """The final summary of a completion: the stripped text after its last ``</think>``
-    (``""`` when there is none)."""
-    text = completion_text(completion)
-    _, sep, tail = text.rpartition(_THINK_END)
-    return tail.strip() if sep else ""
+    """The final summary of a completion (data/completions.py): the stripped text after its
+    last ``</think>``; ``""`` without think tags or with unclosed reasoning."""
+    parsed = parse_completion(completion)
+    return parsed.summary if parsed.tagged else ""
 
 
 def _sigmoid(x: float) -> float:
