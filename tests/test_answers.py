@@ -215,3 +215,16 @@ def test_all_gsm8k_golds_parse():
     assert all(exact_value(normalize(gold_answer(row["solution"]))) is not None for row in rows)
     scores = accuracy([f"\\boxed{{{row['answer']}}}" for row in rows], solution=[row["solution"] for row in rows])
     assert scores == [1.0] * 1319
+
+
+def _grade_in_daemon(_):
+    from model.rewards.equivalence import equivalent
+
+    return equivalent("\\sqrt{117}", "3\\sqrt{13}"), equivalent("2i", "2"), equivalent("\\frac{1}{2^{99}}", "2^{-98}")
+
+
+def test_a_daemonic_process_grades_in_process():
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # its workers may not have children
+        assert pool.map(_grade_in_daemon, [0]) == [(True, False, False)]

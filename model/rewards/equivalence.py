@@ -46,6 +46,7 @@ _pool_lock = threading.Lock()
 _workers = max(1, min(4, os.cpu_count() or 1))
 _timeouts = 0
 _cache: dict[tuple[str, str], bool] = {}
+_fallback_warned: list[bool] = []
 CACHE_SIZE = 65_536  # (pred, gold) judgements kept; GRPO's G samples often repeat an answer
 
 
@@ -133,15 +134,16 @@ def _exact_numbers_equal(a, b) -> bool | None:
 
 
 @lru_cache(maxsize=4096)
-def _parse_gold(gold: str):
+def _parse_gold(gold: str, timeout: int | None):
     from math_verify import LatexExtractionConfig, parse
 
-    return parse(f"${gold}$", extraction_config=[LatexExtractionConfig()], parsing_timeout=INNER_TIMEOUT_S)
+    return parse(f"${gold}$", extraction_config=[LatexExtractionConfig()], parsing_timeout=timeout)
 
 
-def math_verify_equal(pred: str, gold: str) -> bool:
+def math_verify_equal(pred: str, gold: str, timeout: int | None = INNER_TIMEOUT_S) -> bool:
     """math-verify's judgement of two bare LaTeX answers, numbers compared exactly; runs in the
-    caller's process and thread (the pool calls it in a worker's main thread).
+    caller's process and thread (the pool calls it in a worker's main thread). ``timeout`` is
+    math-verify's own (``signal.alarm``: main thread only; None off it).
 
     The prediction is wrapped in ``\\boxed{}`` so that bare LaTeX such as ``\\dfrac{1}{2}`` is
     extracted (unwrapped, math-verify finds nothing in it).
@@ -149,15 +151,15 @@ def math_verify_equal(pred: str, gold: str) -> bool:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     try:
-        gold_parsed = _parse_gold(gold)
+        gold_parsed = _parse_gold(gold, timeout)
         pred_parsed = parse(f"\\boxed{{{pred}}}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                            parsing_timeout=INNER_TIMEOUT_S)
+                            parsing_timeout=timeout)
         if not gold_parsed or not pred_parsed:
             return False
         exact = _exact_numbers_equal(gold_parsed[0], pred_parsed[0])
         if exact is not None:
             return exact
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=INNER_TIMEOUT_S))
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
     except Exception:  # math-verify raises on odd input despite raise_on_error=False
         return False
 
@@ -190,15 +192,31 @@ def _outcome(future, key: tuple[str, str]) -> bool:
     return False
 
 
+def _in_process(keys: Sequence[tuple[str, str]], err: Exception) -> dict[tuple[str, str], bool]:
+    """The fallback where worker processes cannot start: math-verify in this process, bounded by
+    its own timeout on the main thread only (logged once)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not _fallback_warned:
+        _fallback_warned.append(True)
+        logger.warning("cannot start math-verify workers (%s): grading in this process, %s", err,
+                       "with math-verify's own timeout" if main else "WITHOUT a timeout (not the main thread)")
+    return {key: math_verify_equal(*key, timeout=INNER_TIMEOUT_S if main else None) for key in keys}
+
+
 def _bounded_math_verify(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
     """math-verify on normalised (pred, gold) pairs in the worker pool, in parallel; cached."""
     found = {key: _cache[key] for key in keys if key in _cache}
     todo = [key for key in dict.fromkeys(keys) if key not in found]
     if todo:
-        pool = _get_pool()
-        futures = {key: pool.schedule(math_verify_equal, args=key, timeout=TIMEOUT_S) for key in todo}
-        for key, future in futures.items():
-            found[key] = _outcome(future, key)
+        try:  # pebble starts its workers at the first schedule
+            pool = _get_pool()
+            futures = {key: pool.schedule(math_verify_equal, args=key, timeout=TIMEOUT_S) for key in todo}
+        except (AssertionError, OSError, RuntimeError) as err:  # e.g. a daemonic process has no children
+            shutdown()
+            found.update(_in_process(todo, err))
+        else:
+            for key, future in futures.items():
+                found[key] = _outcome(future, key)
         if len(_cache) > CACHE_SIZE:
             _cache.clear()
         _cache.update((key, found[key]) for key in todo)
