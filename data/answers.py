@@ -38,14 +38,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
-from data.completions import after_mark, boxed_answer
+from data.completions import after_mark, boxes, strip_emphasis
 
 MAX_ANSWER_CHARS = 1_000  # MATH-500's longest gold is ~60 chars; longer is not an answer
-MAX_DIGITS = 400  # plain numbers longer than this are compared as text (Decimal is O(n^2))
+MAX_DIGITS = 400  # longer plain numbers are compared as text (string to integer is quadratic)
 RELATIVE_TOLERANCE = 1e-6  # between a decimal and a value it may round (1/3, pi); see same_answer
 
 _UNICODE = {
@@ -53,34 +55,44 @@ _UNICODE = {
     "\u22c5": "\\cdot ", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u00b0": "^\\circ ",
     "\u2264": "\\le ", "\u2265": "\\ge ", "\u2260": "\\ne ", "\u00b1": "\\pm ", "\u2213": "\\mp ",
     "\u00a0": " ", "\u2009": "\\,", "\u202f": "\\,", "\u2032": "'", "\u2217": "*",
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\ufe63": "-", "\uff0d": "-",
+    "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",  # currency signs, like \$
 }
 _SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+"))
 _SQRT_RE = re.compile(r"√\s*(\d+|\{)")
-_EMPHASIS_RE = re.compile(r"(\*\*|__|\*|`)(.+)\1")
+# Bold/underline markers next to a word, not between two: **5**, **6** is 5, 6; 2**3 stays.
+_MARKDOWN_RE = re.compile(r"(?<![\w)}])(?:\*\*|__)(?=\S)|(?<=\S)(?:\*\*|__)(?![\w({\\])")
 _WRAPPER_RE = re.compile(r"\\(?:textbf|mathbf|boldsymbol|bm|emph|textit|mathit)\{([^{}]*)\}")
 _TEXT_RE = re.compile(r"\\(?:text|mbox|mathrm|textrm|textnormal|operatorname)\s*\{([^{}]*)\}")
 _DELIMITERS_RE = re.compile(r"\\[()\[\]]|\\\$|\$|\\displaystyle|\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\!")
 _SPACES_RE = re.compile(r"\\[,;: ]|~|\\q?quad(?![a-zA-Z])|\s+")
+_LONG_RELATION_RE = re.compile(r"\\(le|ge|ne)q(?![A-Za-z])")
 _FRAC_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")
 _SHORT_FRAC_RE = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _THIN_SEPARATOR_RE = re.compile(r"(?<=\d)(?:\{,\}|,\\!|\\,|\{\\,\})(?=\d{3}(?!\d))")
 _PERCENT_RE = re.compile(r"(?<=[\d}.)])\s*(?:\\%|%|\s+percent)$", re.IGNORECASE)
 _DEGREE_RE = re.compile(r"(?<=[\d}.)])\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|\s+degrees?)$")
 _TEXT_UNIT_RE = re.compile(r"(?<=[\d}.)])\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*([A-Za-z][A-Za-z .]*?)\s*\}(?:\^\{?\d\}?)?$")
-_WORD_UNIT_RE = re.compile(r"(?<=[\d}.)])\s+((?:[A-Za-z]{2,}\.?\s*){1,3})(?:\^\{?\d\}?)?$")
+# Each word ends where its letters do, so the words of a unit split one way only (no backtracking).
+_WORD_UNIT_RE = re.compile(r"(?<=[\d}.)])\s+((?:[A-Za-z]{2,}(?![A-Za-z])\.?\s*){1,3})(?:\^\{?\d\}?)?$")
 _GLUED_UNIT_RE = re.compile(r"(?<=\d)(?:cm|mm|km|kg|mg|ml|mL|ft|hrs?|mph|sec|min)(?:\^\{?\d\}?)?$")
-_MAGNITUDE_RE = re.compile(
-    r"^([+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s*(thousand|million|billion|trillion|hundred|dozen)$",
-    re.IGNORECASE)
 _MAGNITUDES = {"hundred": 100, "dozen": 12, "thousand": 10**3, "million": 10**6, "billion": 10**9,
-               "trillion": 10**12}
-# Words after a number that are not units: magnitudes, constants, math names.
-_NOT_UNITS = frozenset({*_MAGNITUDES, "pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln",
-                        "exp", "sqrt", "inf", "infty", "mod", "and", "or", "to", "times", "cdot"})
+               "trillion": 10**12, "quadrillion": 10**15, "lakh": 10**5, "crore": 10**7,
+               "bn": 10**9, "mn": 10**6}
+_SUFFIXES = {"k": 10**3, "K": 10**3, "M": 10**6, "B": 10**9}  # glued to the number only: 5K, 2M
+_MAGNITUDE_RE = re.compile(
+    r"^([+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:\s*(" + "|".join(_MAGNITUDES) + r")s?|([kKMB]))$",
+    re.IGNORECASE)
+# Words after a number that are not units: magnitudes and counts, constants, math names, joiners.
+_NOT_UNITS = frozenset({*_MAGNITUDES, *(w + "s" for w in _MAGNITUDES), "tens", "score", "scores", "gross",
+                        "pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "inf",
+                        "infty", "mod", "and", "or", "to", "times", "cdot"})
 _MIXED_RE = re.compile(r"^([+-]?)(\d+)\s+(\d+)\s*/\s*(\d+)$|^([+-]?)(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}$")
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z]\s*=(?!.*=)\s*")
+_ASSIGNED_RE = re.compile(r"^([A-Za-z])\s*=(?!.*=)")
 _CHOICE_RE = re.compile(r"^\(([A-Za-z])\)$")
 _NUMBER_RE = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+-]?\.\d+")
+_SCIENTIFIC_RE = re.compile(r"([+-]?(?:\d+(?:\.\d+)?|\.\d+))[eE]([+-]?\d{1,4})")  # 1.5e3; 2e stays
 _FRACTION_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}|([+-]?\d+)\s*/\s*([+-]?\d+)")
 _LOOSE_SPACE_RE = re.compile(r"(?<!\w) | (?!\w)")
 _COMMA_RE = re.compile(r" ?, ?")
@@ -88,6 +100,11 @@ _TIGHT_COMMA_RE = re.compile(r",(?! |\d)|(?<=\D),(?=\d)")
 # What unit stripping left of "<number> <letters>": a constant or variable times the number.
 _NUMBER_TIMES_NAME_RE = re.compile(r"[+-]?[\d.,]+\s*\\?[A-Za-z]+")
 _SPLIT_DIGITS_RE = re.compile(r"\d\s+\d")
+# Relations and connectives: a prediction that adds one the gold lacks says something else
+# (`\neq 5`, `5 = 6`, `5 or 6`, `\approx 5`), whatever math-verify extracts from it.
+_RELATION_RE = re.compile(r"\\(?:n?eq|neq|ne|not|neg|approx|sim|simeq|cong|propto|to|rightarrow|Rightarrow|"
+                          r"implies|iff|lor|land|vee|wedge|mid|cup|cap|equiv|[lc]?dots|ldots|le|ge|leq|geq|"
+                          r"lt|gt|pm|mp|boxed|fbox)(?![A-Za-z])|:=|[=<>]|\b(?:or|and)\b")
 
 
 @dataclass(frozen=True)
@@ -99,22 +116,27 @@ class Number:
     decimal: bool
 
 
-def gold_answer(raw: str | None) -> str | None:
-    """The answer in a dataset's own gold column: GSM8K's ``… #### 72`` is ``72``, a
-    solution's boxes are their answer (``solution`` as TRL and MATH name it), else the text."""
-    if raw is None:
+def gold_answer(raw: Any) -> str | None:
+    """The answer in a dataset's own gold column: a solution's last box (``solution`` as TRL and
+    MATH name it), else GSM8K's ``… #### 72`` (``72``), else the text. A number (a float from a
+    JSON column) is written out in full: ``1e-07`` is ``0.0000001``."""
+    if raw is None or isinstance(raw, bool):
         return None
+    if isinstance(raw, (int, float)):
+        return format(Decimal(repr(raw)), "f") if isinstance(raw, float) else str(raw)
     text = str(raw)
+    found = boxes(text) if "\\boxed" in text or "\\fbox" in text else []
+    if found and found[-1]:
+        return found[-1]
     marked = after_mark(text)
-    if marked is not None:
-        return marked
-    boxed = boxed_answer(text) if "\\boxed" in text or "\\fbox" in text else None
-    return boxed if boxed is not None else text.strip() or None
+    return marked if marked is not None else text.strip() or None
 
 
 def _unicode(text: str) -> str:
     out = []
     for ch in text:
+        if unicodedata.category(ch) == "Cf":  # zero-width and direction marks: 7\u200b2 is 72
+            continue
         if ch in _UNICODE:
             out.append(_UNICODE[ch])
         elif ch in _SUPERSCRIPTS:
@@ -155,8 +177,8 @@ def _magnitude(text: str) -> str:
     match = _MAGNITUDE_RE.match(text)
     if not match:
         return text
-    value = Decimal(match.group(1).replace(",", "")) * _MAGNITUDES[match.group(2).lower()]
-    return _plain(value)
+    scale = _MAGNITUDES[match.group(2).lower()] if match.group(2) else _SUFFIXES[match.group(3)]
+    return _plain(Fraction(match.group(1).replace(",", "")) * scale)  # exact: no 28-digit rounding
 
 
 def _mixed(text: str) -> str:
@@ -171,6 +193,7 @@ def _mixed(text: str) -> str:
     return f"{'-' if sign == '-' else ''}\\frac{{{whole * den + num}}}{{{den}}}"
 
 
+@lru_cache(maxsize=65_536)
 def normalize(answer: str | None) -> str:
     """The answer rewritten by the rules of the module docstring (``""`` for None).
 
@@ -182,14 +205,14 @@ def normalize(answer: str | None) -> str:
     for _ in range(3):  # wrappers may nest: **$\textbf{73}$**
         before = text
         text = text.strip().rstrip(".").strip()
-        wrapped = _EMPHASIS_RE.fullmatch(text)
-        text = wrapped.group(2) if wrapped else text
+        text = _MARKDOWN_RE.sub("", strip_emphasis(text))
         text = _WRAPPER_RE.sub(r"\1", _DELIMITERS_RE.sub("", text))
         if text == before:
             break
     text = _THIN_SEPARATOR_RE.sub(",", text)
     text = _spacing(_FRAC_RE.sub("\\\\frac", text))
     text = _SHORT_FRAC_RE.sub(r"\\frac{\1}{\2}", text)
+    text = _LONG_RELATION_RE.sub(r"\\\1", text)  # \leq is \le
     text = text.strip().rstrip(".").strip()
     for _ in range(3):  # "5 \text{cm}^2", "28\%" and "90^\circ" may stack
         stripped = _strip_units(text).strip()
@@ -206,18 +229,19 @@ def normalize(answer: str | None) -> str:
     return _mixed(_magnitude(text)).strip()
 
 
-def _plain(value: Decimal | Fraction) -> str:
-    """Canonical text of a number: no exponent, no trailing zeros, ``-0`` as ``0``; a
-    non-decimal fraction as ``p/q``."""
-    if isinstance(value, Fraction):
-        if value.denominator == 1:
-            return str(value.numerator)
-        if _terminates(value.denominator):
-            return _plain(Decimal(value.numerator) / Decimal(value.denominator))
+def _plain(value: Fraction) -> str:
+    """Canonical text of a number, exactly: no exponent, no trailing zeros, ``-0`` as ``0``; a
+    fraction whose decimal does not terminate as ``p/q``."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    if not _terminates(value.denominator):
         return f"{value.numerator}/{value.denominator}"
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
+    places = 0
+    while (value * 10**places).denominator != 1:
+        places += 1
+    digits = str(abs(value.numerator * 10**places // value.denominator)).rjust(places + 1, "0")
+    text = f"{digits[:-places]}.{digits[-places:]}".rstrip("0")
+    return ("-" if value < 0 else "") + text
 
 
 def _terminates(denominator: int) -> bool:
@@ -238,11 +262,12 @@ def exact_value(answer: str | None) -> Number | None:
         return None
     text = answer.strip()
     if _NUMBER_RE.fullmatch(text):
-        try:
-            value = Decimal(text.replace(",", ""))
-        except InvalidOperation:
-            return None
-        return Number(Fraction(value), "." in text and value != value.to_integral_value())
+        value = Fraction(text.replace(",", ""))
+        return Number(value, "." in text and value.denominator != 1)
+    scientific = _SCIENTIFIC_RE.fullmatch(text)
+    if scientific:
+        value = Fraction(scientific.group(1)) * Fraction(10) ** int(scientific.group(2))
+        return Number(value, value.denominator != 1 and "." in scientific.group(1))
     match = _FRACTION_RE.fullmatch(text)
     if not match:
         return None
@@ -267,35 +292,52 @@ def answer_key(answer: str | None) -> str:
 
 
 def same_answer(pred: str | None, gold: str | None) -> bool | None:
-    """Whether two answers are equal by these rules alone: True, False, or None (undecided:
-    neither is a plain number, so computer algebra has to judge).
+    """Whether answer ``pred`` equals ``gold`` by these rules alone: True, False, or None
+    (undecided: computer algebra has to judge).
 
-    Exact values compare exactly. A tolerance (relative, :data:`RELATIVE_TOLERANCE`) applies only
-    between a decimal and a number that is not one (``0.333333`` and ``\\frac{1}{3}``); two
-    decimals, two integers or two fractions must be equal. Numbers written with digits split by
-    a space (``3 4``) are never a number: they equal only the same text.
+    - Exact values compare exactly. A tolerance (relative, :data:`RELATIVE_TOLERANCE`) applies
+      only between a decimal and a fraction whose decimal does not terminate (``0.3333333`` and
+      ``\\frac{1}{3}``); ``2.0000001`` is not ``2``.
+    - Digits split by a space (``3 4``) are never a number; a number is never a word (``five``)
+      or a multiple of a name (``2i``, ``5 m``, ``2\\pi``).
+    - Text (letters and spaces only: ``\\text{Monday}``) equals only the same text, case aside for
+      words; it never reaches math-verify, which reads a word as a product of letters (anagrams).
+    - ``x = 5`` and ``y = 5`` differ (both assign, to different variables).
+    - A prediction with a relation or connective the gold lacks (``\\neq 5``, ``5 = 6``,
+      ``5 or 6``, ``\\approx 5``, a box left inside the answer) is not the gold.
     """
     a, b = normalize(pred), normalize(gold)
     if not a or not b:
         return False
     if a == b:
-        return True
+        return _assigned(pred) == _assigned(gold) or not (_assigned(pred) and _assigned(gold))
     x, y = exact_value(a), exact_value(b)
     if x is not None and y is not None:
         if x.value == y.value:
             return True
-        if x.decimal == y.decimal:
+        exact = y if x.decimal else x
+        if x.decimal == y.decimal or _terminates(exact.value.denominator):
             return False
-        scale = max(abs(x.value), abs(y.value))
-        return abs(x.value - y.value) <= RELATIVE_TOLERANCE * scale
-    if _SPLIT_DIGITS_RE.search(a) or _SPLIT_DIGITS_RE.search(b):
+        return abs(x.value - y.value) <= RELATIVE_TOLERANCE * max(abs(x.value), abs(y.value))
+    if _SPLIT_DIGITS_RE.search(a) or _SPLIT_DIGITS_RE.search(b) or max(len(a), len(b)) > MAX_ANSWER_CHARS:
         return False
-    if (x is None) != (y is None):
-        other = a if x is None else b
-        if _plain_text_only(other) or _NUMBER_TIMES_NAME_RE.fullmatch(other):
-            return False  # a number against words ("five") or a multiple of a name (2i, 5 m, 2\pi)
+    if _NUMBER_RE.fullmatch(a) and _NUMBER_RE.fullmatch(b):
+        return False  # two plain numbers too long to read exactly: only equal text is equal
+    if _plain_text(a) or _plain_text(b):
+        return len(a) > 1 and a.casefold() == b.casefold()
+    if (x is None) != (y is None) and _NUMBER_TIMES_NAME_RE.fullmatch(a if x is None else b):
+        return False
+    if set(_RELATION_RE.findall(a)) - set(_RELATION_RE.findall(b)):
+        return False
     return None
 
 
-def _plain_text_only(text: str) -> bool:
-    return "\\" not in text and not re.search(r"[\d^_{}()=+\-*/]", text)
+def _plain_text(text: str) -> bool:
+    """Letters and spaces only (after normalisation), at least one letter: a word answer."""
+    return bool(re.fullmatch(r"[^\W\d_]+(?: [^\W\d_]+)*", text))
+
+
+def _assigned(answer: str | None) -> str | None:
+    """The variable a whole answer ``x = 5`` assigns, else None."""
+    match = _ASSIGNED_RE.match(_unicode(str(answer or "")).strip().lstrip("$").strip())
+    return match.group(1) if match else None

@@ -15,13 +15,15 @@ A completion is split at its LAST ``</think>``:
 
 The final ``answer`` is taken from the summary, first rule that applies:
 
-1. the last ``<answer>…</answer>`` block (R1-Zero's Table-1 format); its boxes, if it holds any;
+1. the last non-empty ``<answer>…</answer>`` block (R1-Zero's Table-1 format); its boxes, if it
+   holds any;
 2. the top-level ``\\boxed{…}`` / ``\\fbox{…}`` of the summary. Several boxes with different
    content are one answer listed in order (``\\boxed{3} and \\boxed{5}`` is ``3, 5``), so a
    completion that hedges with two boxes commits to both, and is graded as such;
-3. a GSM8K-style ``#### N`` line (the last one);
-4. a bare answer: the whole summary when it is wrapped in markdown emphasis (``**73**``) or is
-   short and holds no prose (no word of three or more letters outside LaTeX commands).
+3. a GSM8K-style ``#### N`` line (the last one; a markdown heading ``#### Final Answer`` is not);
+4. a bare answer: what follows an ``Answer:`` or ``Final answer:`` label on the last line, or
+   the whole summary, when it is wrapped in markdown emphasis (``**73**``) or is short and holds
+   no prose (no word of three or more letters outside LaTeX commands).
 
 Everything here runs in time linear in the completion's length: tags are found with
 ``str.rfind``/``str.find`` and braces matched in one pass with a stack, never with a regex
@@ -41,8 +43,10 @@ MAX_BARE_CHARS = 40  # a bare answer is a number or a short expression, not a se
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")  # no nested quantifier: linear
 _PROSE_RE = re.compile(r"(?<!\\)(?<![A-Za-z])[A-Za-z]{3,}")
-_EMPHASIS_RE = re.compile(r"(\*\*|__|\*|`)(.+)\1")
+# Emphasis around the whole text; its content may not hold the delimiter (**5**, **6** is a list).
+_EMPHASIS_RE = re.compile(r"(\*\*|__|\*|`)((?:(?!\1).)+)\1", re.DOTALL)
 GSM8K_MARK = "####"
+_LABEL_RE = re.compile(r"(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,9 @@ def _strip_tags(text: str) -> str:
 def final_answer(summary: str) -> str | None:
     """The answer a summary commits to by the rules of the module docstring, else None."""
     block = last_block(summary, ANSWER_OPEN, ANSWER_CLOSE)
-    if block is not None:
+    if block is not None and block.strip():  # an empty block commits to nothing: read on
         boxed = boxed_answer(block)
-        return (boxed if boxed is not None else block.strip()) or None
+        return boxed if boxed is not None else block.strip()
     boxed = boxed_answer(summary)
     if boxed is not None:
         return boxed
@@ -124,7 +128,8 @@ def after_mark(text: str, mark: str = GSM8K_MARK) -> str | None:
     start = text.rfind(mark)
     if start < 0:
         return None
-    return text[start + len(mark):].split("\n", 1)[0].strip() or None
+    rest = text[start + len(mark):].split("\n", 1)[0].strip()
+    return rest if rest and not _PROSE_RE.search(rest) else None  # "#### Final Answer" is a heading
 
 
 def last_block(text: str, open_tag: str, close_tag: str) -> str | None:
@@ -212,12 +217,23 @@ def boxed_answer(text: str) -> str | None:
     return ", ".join(distinct) if distinct else None
 
 
-def bare_answer(summary: str) -> str | None:
-    """The whole summary as the answer when it is emphasis-wrapped or short and prose-free."""
-    text = summary.strip().rstrip(".").strip()
+def strip_emphasis(text: str) -> str:
+    """``text`` without markdown emphasis around all of it (``**73**``, ``__73__``, ``*73*``,
+    `` `73` ``); unchanged otherwise."""
     wrapped = _EMPHASIS_RE.fullmatch(text)
-    if wrapped:
-        return wrapped.group(2).strip() or None
+    return wrapped.group(2).strip() if wrapped else text
+
+
+def bare_answer(summary: str) -> str | None:
+    """The summary as the answer: after an ``Answer:`` / ``Final answer:`` label on its last
+    line, or the whole of it when emphasis-wrapped or short and prose-free."""
+    text = summary.strip().rstrip(".").strip()
+    label = _LABEL_RE.match(text.rsplit("\n", 1)[-1].strip())
+    if label:
+        text = label.group(1).strip().rstrip(".").strip()
+    unwrapped = strip_emphasis(text)
+    if unwrapped != text:
+        return unwrapped or None
     if not text or len(text) > MAX_BARE_CHARS or "\n" in text or _PROSE_RE.search(text):
         return None
     return text

@@ -23,8 +23,11 @@ What is math notation, not language, and never counts:
   of other scripts in a span still count: no script but math's own can be hidden there. An
   opener without its closer is literal text, so a lone `$` hides nothing after it.
 - LaTeX commands (`\\frac`); digits, punctuation and symbols; a single Latin or Greek letter
-  (`x`, `θ`, a variable); the function names of :data:`MATH_WORDS` (`sin x`, `log n`);
-  `MATHEMATICAL ...` letters (`𝑥`).
+  (`x`, `θ`, `𝑥`, a variable); the function names of :data:`MATH_WORDS` (`sin x`, `log n`).
+
+What cannot hide a word: format characters (a zero-width joiner inside `w\u200de` is deleted,
+so it is the word `we`), `MATHEMATICAL` letters (`𝐭𝐡𝐞` is the Latin word `the`), and letters
+spaced out (three or more single letters separated by spaces, `t h e`, are one word).
 
 Everything runs in time linear in the text's length (one pass per step, regexes without nested
 quantifiers). Scripts are named `Latin`, `Cyrillic`, `Han`, `Hiragana`, ...; :func:`script_label`
@@ -79,13 +82,31 @@ _LABELS = {"Han": "CJK", "Hiragana": "CJK", "Katakana": "CJK"}
 
 
 @lru_cache(maxsize=65_536)
+# Format characters (zero-width space/joiner, direction marks, soft hyphen) split no word:
+# "w\u200de" is the word "we", not two single letters.
+class _Invisible(dict):
+    """A ``str.translate`` table deleting format characters, filled as characters are met."""
+
+    def __missing__(self, code: int) -> int | None:
+        self[code] = None if unicodedata.category(chr(code)) == "Cf" else code
+        return self[code]
+
+
+_INVISIBLE = _Invisible()
+# Three or more single letters spaced out ("t h e") are a word spelled out, not variables.
+_SPACED_LETTERS_RE = re.compile(r"(?<![^\W\d_])[^\W\d_](?:[ \t][^\W\d_](?![^\W\d_])){2,}")
+
+
 def char_script(ch: str) -> str | None:
     """Script of one letter (`Latin`, `Cyrillic`, `Han`, ...); None for math letters."""
     name = unicodedata.name(ch, "")
     for prefix in ("FULLWIDTH ", "HALFWIDTH "):
         name = name.removeprefix(prefix)
     first = name.split(" ", 1)[0]
-    if not first or first == "MATHEMATICAL":
+    if first == "MATHEMATICAL":  # 𝐭𝐡𝐞 is "the" in bold: its base letter's script
+        base = unicodedata.normalize("NFKC", ch)
+        return char_script(base) if base != ch and base.isalpha() else None
+    if not first:
         return None
     return _NAME_SCRIPTS.get(first, first.capitalize())
 
@@ -93,8 +114,13 @@ def char_script(ch: str) -> str | None:
 def words(text: str) -> list[tuple[str, str]]:
     """Split text into its countable (unit, script) pairs, in order: a character of Han or
     kana, a word of any other script; math notation left out (see the module docstring)."""
-    found = _runs(_LATEX_COMMAND_RE.sub(" ", without_math(text)))
+    text = _SPACED_LETTERS_RE.sub(_join_letters, without_math(text.translate(_INVISIBLE)))
+    found = _runs(_LATEX_COMMAND_RE.sub(" ", text))
     return [(w, s) for w, s in found if _is_language(w, s)]
+
+
+def _join_letters(match: re.Match) -> str:
+    return "".join(match.group(0).split())
 
 
 def _runs(text: str) -> list[tuple[str, str]]:

@@ -228,3 +228,86 @@ def test_a_daemonic_process_grades_in_process():
 
     with multiprocessing.get_context("fork").Pool(1) as pool:  # its workers may not have children
         assert pool.map(_grade_in_daemon, [0]) == [(True, False, False)]
+
+
+# Found by attacking the grader as a policy under RL would (each a 1.0 for a wrong answer before).
+@kind(("\\infty", "72", 0.0), ("-\\infty", "5", 0.0), ("\\frac{1}{0}", "5", 0.0), ("\\log 0", "5", 0.0),
+      ("\\infty", "-\\infty", 0.0), ("\\infty", "\\infty", 1.0), ("(-\\infty, 5)", "(-\\infty, 5)", 1.0))
+def test_infinity_equals_only_itself(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("10^{100}+\\sqrt{2}", "10^{100}", 0.0), ("5 + 10^{-70}\\sqrt{2}", "5", 0.0),
+      ("\\pi(1+10^{-70})", "\\pi", 0.0), ("\\sqrt{10^{100}+1}", "10^{50}", 0.0),
+      ("\\sqrt{5+2\\sqrt{6}}", "\\sqrt{2}+\\sqrt{3}", 1.0), ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", 1.0))
+def test_a_tiny_irrational_difference_is_a_difference(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("\\neq 5", "5", 0.0), ("x \\not= 5", "5", 0.0), ("\\approx 5", "5", 0.0), ("x \\to 5", "5", 0.0),
+      ("5 = 6", "6", 0.0), ("5 \\lor 6", "6", 0.0), ("x = 5 \\text{ or } x = 6", "6", 0.0), ("\\pm 5", "5", 0.0),
+      ("\\boxed{5} \\text{ or } 6", "5", 0.0), ("5, -5", "\\pm 5", 1.0), ("x \\le 5", "x \\leq 5", 1.0))
+def test_a_relation_the_gold_lacks_is_not_the_gold(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("silent", "listen", 0.0), ("\\text{night}", "\\text{thing}", 0.0), ("\\text{Celia}", "\\text{Alice}", 0.0),
+      ("X", "x", 0.0), ("\\text{Monday}", "monday", 1.0), ("\\text{(C)}", "C", 1.0), ("Evelyn", "\\text{Evelyn}", 1.0))
+def test_text_answers_are_compared_as_text(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("2.0000001", "2", 0.0), ("1000000.9", "1000000", 0.0), ("0.5000001", "\\frac{1}{2}", 0.0),
+      ("(0.5000001)", "0.5", 0.0), ("\\frac{2.0000001}{2}", "1.0", 0.0), ("2.50", "\\frac{5}{2}", 1.0),
+      ("0.3333333", "\\frac{1}{3}", 1.0), ("1." + "0" * 440 + "1", "1." + "0" * 440 + "2", 0.0))
+def test_no_tolerance_against_a_terminating_value(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("5 millions", "5", 0.0), ("5 lakh", "5", 0.0), ("5 bn", "5", 0.0), ("5 tens", "5", 0.0), ("5K", "5", 0.0),
+      ("5 millions", "5000000", 1.0), ("2 crore", "20000000", 1.0), ("5K", "5000", 1.0),
+      ("12345678901234567890123456789 million", "12345678901234567890123456788 million", 0.0))
+def test_magnitude_words_scale_exactly(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("y=2", "x=2", 0.0), ("a=3", "b = 3", 0.0), ("x=2", "x = 2", 1.0), ("x=2", "2", 1.0), ("2", "y=2", 1.0))
+def test_assignments_to_different_variables_differ(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("7\u200b2", "72", 1.0), ("\u200f72", "72", 1.0), ("€5", "5", 1.0), ("5£", "5", 1.0), ("1e3", "1000", 1.0),
+      ("1.5e3", "1500", 1.0), ("\u201072", "-72", 1.0), ("1e3", "100", 0.0), ("2e", "2", 0.0))
+def test_invisible_characters_currency_and_scientific_notation(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@pytest.mark.parametrize(("completion", "gold", "expected"), [
+    ("<think> r </think> **5**, **6**", "6", 0.0), ("<think> r </think> **5**, **6**", "5, 6", 1.0),
+    ("<answer></answer> \\boxed{5}", "5", 1.0), ("<think> r </think> Final answer: 5.", "5", 1.0),
+    ("<think> r </think> #### Final Answer\nThe answer is 5.", "5", 0.0), ("\\boxed{2**3}", "23", 0.0)])
+def test_summary_shapes(completion, gold, expected):
+    assert accuracy([completion], answer=[gold]) == [expected]
+
+
+def test_golds_from_solutions_and_numbers():
+    heading = "## Solution\n\n#### Final Answer\n$\\boxed{5}$"
+    assert gold_answer(heading) == "5" and gold_answer("so \\boxed{x=3}, then \\boxed{5}") == "5"
+    assert gold_answer(1e-7) == "0.0000001" and gold_answer(72) == "72" and gold_answer(True) is None
+    assert accuracy(["\\boxed{0.0000001}", "\\boxed{10000000000000000}"], answer=[1e-7, 1e16]) == [1.0, 1.0]
+
+
+def test_infinity_does_not_win_votes():
+    assert equivalence.vote(["\\infty", "3", "4", "4", "5"]) == (2, [0, 1, 2, 2, 3])
+
+
+@pytest.mark.parametrize(("reasoning", "language", "expected"), [
+    ("我们 " + " ".join(["w\u200de a\u200dd\u200dd"] * 5) + " 然后", "zh", 2 / 7),  # zero-width joiners
+    ("我们 w\u200be a\u200bd\u200bd 然后", "zh", 4 / 6),
+    ("我们 t h e n 然后", "zh", 4 / 5),  # letters spaced out
+    ("我们 𝐭𝐡𝐞𝐧 然后", "zh", 4 / 5),  # mathematical bold
+    ("we add κ α ι τ ο here", "en", 3 / 4),
+    ("so 𝑥 = 2 and we stop", "en", 1.0)])  # one math letter is still a variable
+def test_another_language_cannot_be_hidden(reasoning, language, expected):
+    score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language=language)[0]
+    assert score == pytest.approx(expected)

@@ -115,7 +115,7 @@ def _exact_numbers_equal(a, b) -> bool | None:
     from ``10^{100}`` and ``\\frac{1}{2^{99}}`` from ``\\frac{1}{2^{98}}``, whatever their size,
     and ``\\sqrt{2}/2`` equals ``\\frac{1}{\\sqrt{2}}``.
     """
-    from sympy import Basic, Float, N, simplify
+    from sympy import Basic, Float, N, Rational, simplify
 
     if not (isinstance(a, Basic) and isinstance(b, Basic)):
         return None
@@ -123,14 +123,40 @@ def _exact_numbers_equal(a, b) -> bool | None:
         return None
     if a == b:
         return True
-    decimals = a.has(Float) or b.has(Float)
     x, y = N(a, EXACT_DIGITS), N(b, EXACT_DIGITS)
-    tolerance = RELATIVE_TOLERANCE if decimals else 10.0 ** (15 - EXACT_DIGITS)
-    close = bool(abs(x - y) <= tolerance * max(abs(x), abs(y)))
-    if decimals or not close:
-        return close
-    difference = simplify(a - b)  # numerically equal: exact arithmetic decides
-    return difference == 0 or not difference.is_Rational
+    if not (x.is_finite and y.is_finite):
+        return False  # oo, -oo, zoo, nan: only the identical expression (a == b above) matches
+    floats = (a.has(Float), b.has(Float))
+    if any(floats):
+        if all(floats) or _terminating(b if floats[0] else a):
+            return _decimal_value(a) == _decimal_value(b)  # decimals and terminating values: exact
+        return bool(abs(x - y) <= RELATIVE_TOLERANCE * max(abs(x), abs(y)))
+    if abs(x - y) > 10.0 ** (15 - EXACT_DIGITS) * max(abs(x), abs(y)):
+        return False
+    difference = simplify(a - b)  # equal to 45 digits: exact arithmetic decides
+    if difference == 0:
+        return True
+    if difference.is_zero is False:
+        return False  # provably nonzero: 10^{100} + \\sqrt{2} is not 10^{100}
+    return bool(abs(N(difference, 4 * EXACT_DIGITS)) <= Rational(1, 10 ** (3 * EXACT_DIGITS)) * max(abs(x), abs(y)))
+
+
+def _terminating(value) -> bool:
+    """A rational number whose decimal terminates (5, 0.5, 3/8)."""
+    if not value.is_Rational:
+        return False
+    q = int(value.q)
+    for p in (2, 5):
+        while q % p == 0:
+            q //= p
+    return q == 1
+
+
+def _decimal_value(value):
+    """A number with its Floats read as the decimals they were written as (0.5000001 exactly)."""
+    from sympy import Float, Rational
+
+    return value.xreplace({f: Rational(str(f)) for f in value.atoms(Float)})
 
 
 @lru_cache(maxsize=4096)
