@@ -97,6 +97,7 @@ ADVERSARIAL = {
     "200 KB of nested boxes": ("</think>" + "\\boxed{" * 25_000 + "5" + "}" * 25_000, "6"),
     "\\boxed{10^{10^{10}}} (math-verify)": ("</think> \\boxed{10^{10^{10}}}", "5"),
     "\\boxed{(x+1)^{100000}} (math-verify)": ("</think> \\boxed{(x+1)^{100000}}", "x^{100000}"),
+    "a number and 2,000 letters (unit words)": ("</think> \\boxed{1 " + "a" * 2_000 + "!}", "1"),
     "6,000-character expression": ("</think> \\boxed{" + "+".join(["x^{2}"] * 1_200) + "}", "y"),
 }
 

@@ -31,7 +31,7 @@ lm-evaluation-harness and HumanEval harnesses.
 - A whole answer ``x = 5`` (one variable, one ``=``) is ``5``; ``(C)`` is ``C``.
 
 Everything is linear in the answer's length; answers longer than :data:`MAX_ANSWER_CHARS` are
-compared as normalised text only.
+not normalised and equal only the same text.
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ _SHORT_FRAC_RE = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _THIN_SEPARATOR_RE = re.compile(r"(?<=\d)(?:\{,\}|,\\!|\\,|\{\\,\})(?=\d{3}(?!\d))")
 _PERCENT_RE = re.compile(r"(?<=[\d}.)])\s*(?:\\%|%|\s+percent)$", re.IGNORECASE)
 _DEGREE_RE = re.compile(r"(?<=[\d}.)])\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|\s+degrees?)$")
-_TEXT_UNIT_RE = re.compile(r"(?<=[\d}.)])\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*([A-Za-z][A-Za-z .]*?)\s*\}(?:\^\{?\d\}?)?$")
+_TEXT_UNIT_RE = re.compile(r"(?<=[\d}.)])\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*([A-Za-z][A-Za-z .]{0,30}?)\s*\}(?:\^\{?\d\}?)?$")
 # Each word ends where its letters do, so the words of a unit split one way only (no backtracking).
-_WORD_UNIT_RE = re.compile(r"(?<=[\d}.)])\s+((?:[A-Za-z]{2,}(?![A-Za-z])\.?\s*){1,3})(?:\^\{?\d\}?)?$")
+_WORD_UNIT_RE = re.compile(r"(?<=[\d}.)])\s+((?:[A-Za-z]{2,15}(?![A-Za-z])\.?\s*){1,3})(?:\^\{?\d\}?)?$")
 _GLUED_UNIT_RE = re.compile(r"(?<=\d)(?:cm|mm|km|kg|mg|ml|mL|ft|hrs?|mph|sec|min)(?:\^\{?\d\}?)?$")
 _MAGNITUDES = {"hundred": 100, "dozen": 12, "thousand": 10**3, "million": 10**6, "billion": 10**9,
                "trillion": 10**12, "quadrillion": 10**15, "lakh": 10**5, "crore": 10**7,
@@ -99,6 +99,9 @@ _COMMA_RE = re.compile(r" ?, ?")
 _TIGHT_COMMA_RE = re.compile(r",(?! |\d)|(?<=\D),(?=\d)")
 # What unit stripping left of "<number> <letters>": a constant or variable times the number.
 _NUMBER_TIMES_NAME_RE = re.compile(r"[+-]?[\d.,]+\s*\\?[A-Za-z]+")
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_MATH_NAMES = frozenset({"pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "inf",
+                         "infty", "mod", "max", "min", "gcd", "lcm", "det", "lim", "arcsin", "arccos", "arctan"})
 _SPLIT_DIGITS_RE = re.compile(r"\d\s+\d")
 # Relations and connectives: a prediction that adds one the gold lacks says something else
 # (`\neq 5`, `5 = 6`, `5 or 6`, `\approx 5`), whatever math-verify extracts from it.
@@ -201,7 +204,10 @@ def normalize(answer: str | None) -> str:
     """
     if answer is None:
         return ""
-    text = _unicode(str(answer)[:MAX_ANSWER_CHARS * 2]).strip()
+    text = str(answer)
+    if len(text) > MAX_ANSWER_CHARS:
+        return text.strip()  # not an answer: compared as text, never cut (a cut can change it)
+    text = _unicode(text).strip()
     for _ in range(3):  # wrappers may nest: **$\textbf{73}$**
         before = text
         text = text.strip().rstrip(".").strip()
@@ -303,8 +309,8 @@ def same_answer(pred: str | None, gold: str | None) -> bool | None:
     - Text (letters and spaces only: ``\\text{Monday}``) equals only the same text, case aside for
       words; it never reaches math-verify, which reads a word as a product of letters (anagrams).
     - ``x = 5`` and ``y = 5`` differ (both assign, to different variables).
-    - A prediction with a relation or connective the gold lacks (``\\neq 5``, ``5 = 6``,
-      ``5 or 6``, ``\\approx 5``, a box left inside the answer) is not the gold.
+    - A prediction with a relation, connective or word the gold lacks (``\\neq 5``, ``5 = 6``,
+      ``5 or 6``, ``\\approx 5``, a box left inside the answer, ``1 apples!``) is not the gold.
     """
     a, b = normalize(pred), normalize(gold)
     if not a or not b:
@@ -327,9 +333,15 @@ def same_answer(pred: str | None, gold: str | None) -> bool | None:
         return len(a) > 1 and a.casefold() == b.casefold()
     if (x is None) != (y is None) and _NUMBER_TIMES_NAME_RE.fullmatch(a if x is None else b):
         return False
-    if set(_RELATION_RE.findall(a)) - set(_RELATION_RE.findall(b)):
+    if set(_RELATION_RE.findall(a)) - set(_RELATION_RE.findall(b)) or _words(a) - _words(b):
         return False
     return None
+
+
+def _words(text: str) -> set[str]:
+    """Lower-cased words (two or more letters, not a LaTeX command or a math name) of a text:
+    prose the gold does not have (``1 apples!``) is never left for math-verify to skip."""
+    return {w.lower() for w in _WORD_RE.findall(text)} - _MATH_NAMES
 
 
 def _plain_text(text: str) -> bool:

@@ -311,3 +311,9 @@ def test_infinity_does_not_win_votes():
 def test_another_language_cannot_be_hidden(reasoning, language, expected):
     score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language=language)[0]
     assert score == pytest.approx(expected)
+
+
+@kind(("1 " + "a" * 2_000 + "!", "1", 0.0), ("1 " + "a" * 900, "1", 0.0), ("\\frac{1}{2} blah", "\\frac{1}{2}", 0.0),
+      ("72 apples and pears", "72", 0.0), ("\\sin x", "\\sin{x}", 1.0), ("72 apples", "72", 1.0))
+def test_prose_the_gold_lacks_is_not_skipped(pred, gold, expected):
+    assert graded(pred, gold) == expected
