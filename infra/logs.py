@@ -20,3 +20,14 @@ def setup_logging(level: str | None = None) -> None:
     root.setLevel(level)
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_once(logger: logging.Logger, key: str, message: str, *args) -> None:
+    """Log ``message`` at WARNING the first time this process sees ``key`` for ``logger``: a
+    reward runs every step, and the same data problem would otherwise flood the log."""
+    if (logger.name, key) not in _WARNED:
+        _WARNED.add((logger.name, key))
+        logger.warning(message, *args)

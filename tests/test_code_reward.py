@@ -15,6 +15,7 @@ import logging
 import pytest
 
 from conftest import shared_data
+from infra import logs
 from data.loaders import load_humaneval
 from model.rewards.code import build_program, code, extract_code
 
@@ -124,7 +125,7 @@ def test_test_column_aliases(columns):
     {"testcases": ["assert f() == 1"], "answer": [None]},
 ])
 def test_missing_test_column_is_none_and_warned_once(columns, caplog, monkeypatch):
-    monkeypatch.setattr(code_module, "_WARNED", set())
+    monkeypatch.setattr(logs, "_WARNED", set())
     with caplog.at_level(logging.WARNING, logger=code_module.__name__):
         for _ in range(2):
             assert code(["def f():\n    return 1\n"], **columns) == [None]
@@ -143,7 +144,7 @@ def test_missing_test_column_is_none_and_warned_once(columns, caplog, monkeypatc
     "lambda",  # a keyword
 ])
 def test_hostile_entry_point_scores_zero_without_running(entry_point, tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(code_module, "_WARNED", set())
+    monkeypatch.setattr(logs, "_WARNED", set())
     marker = tmp_path / "ran"
     entry_point = entry_point.format(marker=str(marker))
     tests = "def check(c):\n    pass\n"

@@ -27,6 +27,7 @@ from typing import Any
 
 from data.answers import gold_answer
 from data.completions import parse_completion
+from infra.logs import warn_once
 from model.rewards.equivalence import equivalent_many
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 MAX_EXPRESSION_CHARS = 200
 GOLD_COLUMNS = ("answer", "solution")
 CODE_COLUMNS = ("tests", "test", "test_list")
-_warned: set[tuple[str, ...]] = set()
 
 
 def _column(values: Sequence[Any] | None, i: int) -> Any:
@@ -45,11 +45,8 @@ def _column(values: Sequence[Any] | None, i: int) -> Any:
 def warn_missing_columns(reward: str, wanted: Sequence[str], given: Sequence[str]) -> None:
     """Log once per process (per reward and set of columns) that a reward got none of the
     columns it reads, so that its all-None scores are never silent."""
-    key = (reward, *sorted(given))
-    if key not in _warned:
-        _warned.add(key)
-        logger.warning("reward %r got none of the columns it reads (%s); columns given: %s. Every row "
-                       "scores None.", reward, ", ".join(wanted), ", ".join(sorted(given)) or "none")
+    warn_once(logger, " ".join((reward, *sorted(given))), "reward %r got none of the columns it reads (%s); "
+              "columns given: %s. Every row scores None.", reward, ", ".join(wanted), ", ".join(sorted(given)) or "none")
 
 
 def accuracy(

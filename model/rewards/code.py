@@ -55,6 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from data.completions import ANSWER_CLOSE, ANSWER_OPEN, Completion, last_block, parse_completion
+from infra.logs import warn_once
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,6 @@ TEST_COLUMNS = ("tests", "test", "test_list")
 SETUP_COLUMNS = ("test_imports", "test_setup_code")
 FENCE = "```"
 _PYTHON_TAGS = {"python", "py", "python3"}
-_WARNED: set[str] = set()  # warnings already logged by this process (see _warn_once)
 
 # Runs in the child before the user's program; argv: program path, token, cpu s, bytes, fsize.
 _RUNNER = r"""
@@ -289,14 +289,6 @@ def run_program(program: str, timeout: float = DEFAULT_TIMEOUT_S,
         return returncode == 0 and finished
 
 
-def _warn_once(key: str, message: str, *args: Any) -> None:
-    """Log a warning the first time ``key`` is seen by this process: a reward is called every
-    step, and the same data problem would otherwise flood the log."""
-    if key not in _WARNED:
-        _WARNED.add(key)
-        logger.warning(message, *args)
-
-
 def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> str | float | None:
     """The program to run for one row, or its score without running: None (no tests), 0.0
     (no program in the completion, or an ``entry_point`` that is not an identifier)."""
@@ -305,7 +297,7 @@ def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> str | float
         return None
     entry_point = row.get("entry_point")
     if entry_point is not None and entry_point != "" and not valid_entry_point(entry_point):
-        _warn_once(f"entry_point {entry_point!r}", "code reward: row %s (id %r) has entry_point "
+        warn_once(logger, f"entry_point {entry_point!r}", "code reward: row %s (id %r) has entry_point "
                    "%.80r, not a Python identifier; scored 0.0 without running", index,
                    row.get("id"), entry_point)
         return 0.0
@@ -349,7 +341,7 @@ def code(
     given = {name: values for name, values in given.items() if values is not None}
     scores: list[float | None] = [None] * len(completions)
     if not any(name in given for name in TEST_COLUMNS):
-        _warn_once("no test column", "code reward: no test column among %s (it reads %s); "
+        warn_once(logger, "no test column", "code reward: no test column among %s (it reads %s); "
                    "every row scores None", sorted(given), ", ".join(TEST_COLUMNS))
         return scores
     jobs: dict[int, str] = {}

@@ -32,6 +32,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 
 from data.answers import MAX_ANSWER_CHARS, RELATIVE_TOLERANCE, answer_key, normalize, same_answer
+from infra.logs import warn_once
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ _pool_lock = threading.Lock()
 _workers = max(1, min(4, os.cpu_count() or 1))
 _timeouts = 0
 _cache: dict[tuple[str, str], bool] = {}
-_fallback_warned: list[bool] = []
 CACHE_SIZE = 65_536  # (pred, gold) judgements kept; GRPO's G samples often repeat an answer
 
 
@@ -222,10 +222,8 @@ def _in_process(keys: Sequence[tuple[str, str]], err: Exception) -> dict[tuple[s
     """The fallback where worker processes cannot start: math-verify in this process, bounded by
     its own timeout on the main thread only (logged once)."""
     main = threading.current_thread() is threading.main_thread()
-    if not _fallback_warned:
-        _fallback_warned.append(True)
-        logger.warning("cannot start math-verify workers (%s): grading in this process, %s", err,
-                       "with math-verify's own timeout" if main else "WITHOUT a timeout (not the main thread)")
+    warn_once(logger, "in-process", "cannot start math-verify workers (%s): grading in this process, %s", err,
+              "with math-verify's own timeout" if main else "WITHOUT a timeout (not the main thread)")
     return {key: math_verify_equal(*key, timeout=INNER_TIMEOUT_S if main else None) for key in keys}
 
 
