@@ -46,7 +46,9 @@ _PROSE_RE = re.compile(r"(?<!\\)(?<![A-Za-z])[A-Za-z]{3,}")
 # Emphasis around the whole text; its content may not hold the delimiter (**5**, **6** is a list).
 _EMPHASIS_RE = re.compile(r"(\*\*|__|\*|`)((?:(?!\1).)+)\1", re.DOTALL)
 GSM8K_MARK = "####"
-_LABEL_RE = re.compile(r"(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.+)$", re.IGNORECASE)
+# "Answer: 5", "Final answer: 5", "The final answer is 5" (Minerva's "... I hope it is correct.")
+_LABEL_RE = re.compile(r"(?:\*\*)?(?:(?:the\s+)?final\s+answer(?:\*\*)?\s*(?:is\b|[:：])|answer(?:\*\*)?\s*[:：])"
+                       r"\s*(?:\*\*)?\s*(.+?)(?:\.?\s*I hope it is correct\.?)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,14 @@ def _closing_braces(text: str) -> dict[int, int]:
     return pairs
 
 
+def closing_brace(text: str, start: int) -> int | None:
+    """Index of the ``}`` matching the ``{`` at ``text[start]``; None if it is never closed."""
+    if text[start:start + 1] != "{":
+        return None
+    end = _closing_braces(text[start:]).get(0)
+    return None if end is None else start + end
+
+
 def boxes(text: str) -> list[str]:
     """Contents of the top-level complete ``\\boxed{…}``/``\\fbox{…}`` of ``text``, in order.
 
@@ -228,9 +238,10 @@ def bare_answer(summary: str) -> str | None:
     """The summary as the answer: after an ``Answer:`` / ``Final answer:`` label on its last
     line, or the whole of it when emphasis-wrapped or short and prose-free."""
     text = summary.strip().rstrip(".").strip()
-    label = _LABEL_RE.match(text.rsplit("\n", 1)[-1].strip())
-    if label:
-        text = label.group(1).strip().rstrip(".").strip()
+    for _ in range(2):  # "Final Answer: The final answer is 6"
+        label = _LABEL_RE.match(text.rsplit("\n", 1)[-1].strip())
+        if label:
+            text = label.group(1).strip().rstrip(".").strip().strip("$").strip()
     unwrapped = strip_emphasis(text)
     if unwrapped != text:
         return unwrapped or None

@@ -33,7 +33,8 @@ import re
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
-from data.completions import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, last_block, parse_completion
+from data.completions import (ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, closing_brace, last_block,
+                              parse_completion)
 from data.language import LANGUAGE_SCRIPTS, scripts_in, scripts_of_label, target_scripts
 from data.quality import MAX_COMPLETION_CHARS, scripts_of
 from data.schema import PROMPT
@@ -54,7 +55,6 @@ LSH_RECALL = 0.99  # least chance that a pair exactly at the threshold becomes a
 
 SUMMARY = "The answer is \\boxed{{{answer}}}."
 
-_SUMMARY = re.compile(r"(?s)The answer is \\boxed\{(.*)\}\.")  # greedy: the answer may hold }.
 _TOKEN = re.compile(r"\w+|[^\w\s]")  # words and single symbols: "3 + 4" differs from "3 - 4"
 _WORD = re.compile(r"\w+")  # words only, for contamination: punctuation edits must not hide it
 
@@ -94,8 +94,10 @@ def readable_parts(completion: Any) -> tuple[str, str] | None:
     block = _one_think_block(completion) if isinstance(completion, str) else None
     if block is None:
         return None
-    summary = _SUMMARY.fullmatch(block[1].strip())
-    answer = summary.group(1).strip() if summary else ""
+    summary = block[1].strip()
+    head = SUMMARY.split("{{{")[0] + "{"  # "The answer is \boxed{"
+    end = closing_brace(summary, len(head) - 1) if summary.startswith(head) else None
+    answer = summary[len(head):end].strip() if end is not None and summary[end + 1:] == "." else ""
     return (block[0], answer) if block[0] and answer else None
 
 

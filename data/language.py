@@ -60,11 +60,27 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
     "hy": frozenset({"Armenian"}),
 }
 
-_LATEX_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_LATEX_COMMAND_RE = re.compile(r"\\([A-Za-z]+)")
+# LaTeX commands that are notation: removed. Any other backslash-word (`\then`) is a word.
+LATEX_COMMANDS = frozenset("""
+    frac dfrac tfrac cfrac sqrt cdot times div pm mp circ infty partial nabla sum prod int oint lim
+    left right big Big bigg Bigg begin end text textbf textit textrm mathrm mathbf mathit mathbb
+    mathcal mathsf mbox operatorname boxed fbox displaystyle quad qquad hspace vspace newline
+    le leq ge geq ne neq approx sim simeq cong equiv propto to gets rightarrow leftarrow
+    Rightarrow Leftarrow leftrightarrow Leftrightarrow implies iff mapsto forall exists nexists in
+    notin ni subset subseteq supset supseteq cup cap setminus emptyset varnothing mid nmid parallel
+    perp angle triangle square cdots ldots dots vdots ddots overline underline hat bar vec tilde dot
+    ddot widehat overrightarrow binom dbinom tbinom choose over lfloor rfloor lceil rceil langle
+    rangle vert Vert lvert rvert lbrace rbrace deg gcd lcm max min det mod bmod pmod sin cos tan cot
+    sec csc arcsin arccos arctan sinh cosh tanh log ln lg exp alpha beta gamma delta epsilon
+    varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi varpi rho varrho sigma
+    varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi
+    Psi Omega ell hbar prime therefore because label ref cite item color""".split())
 # The tokens math spans open and close on: a backslash with the character it escapes (`\$` is
 # a dollar, `\(` opens math, `\\` is a line break) or one or two dollars. No nested quantifier.
 _MATH_TOKEN_RE = re.compile(r"\\.|\$\$?", re.DOTALL)
 _MATH_CLOSERS = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+_LETTER_RUN_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}(?![A-Za-z])")
 # LaTeX's prose-in-math commands: their arguments are language even inside a span.
 _TEXT_COMMAND_RE = re.compile(r"\\(?:text(?:bf|it|rm|sf|tt|normal)?|mbox)\s*\{")
 # Function names written as words outside LaTeX (`sin x`, `log n`): notation, not English.
@@ -85,16 +101,20 @@ _LABELS = {"Han": "CJK", "Hiragana": "CJK", "Katakana": "CJK"}
 # Format characters (zero-width space/joiner, direction marks, soft hyphen) split no word:
 # "w\u200de" is the word "we", not two single letters.
 class _Invisible(dict):
-    """A ``str.translate`` table deleting format characters, filled as characters are met."""
+    """A ``str.translate`` table, filled as characters are met: format characters are deleted,
+    and a symbol that is a letter in disguise (``ⓣ``, ``⒯``, ``🅃``) becomes that letter."""
 
-    def __missing__(self, code: int) -> int | None:
-        self[code] = None if unicodedata.category(chr(code)) == "Cf" else code
+    def __missing__(self, code: int) -> int | str | None:
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        letters = [c for c in unicodedata.normalize("NFKC", ch) if c.isalpha()] if category == "So" else []
+        self[code] = None if category == "Cf" else letters[0] if len(letters) == 1 else code
         return self[code]
 
 
 _INVISIBLE = _Invisible()
 # Three or more single letters spaced out ("t h e") are a word spelled out, not variables.
-_SPACED_LETTERS_RE = re.compile(r"(?<![^\W\d_])[^\W\d_](?:[ \t][^\W\d_](?![^\W\d_])){2,}")
+_SPACED_LETTERS_RE = re.compile(r"(?<![^\W\d_])[^\W\d_](?:[ \t.\-_·\d][^\W\d_](?![^\W\d_])){2,}")
 
 
 def char_script(ch: str) -> str | None:
@@ -115,12 +135,17 @@ def words(text: str) -> list[tuple[str, str]]:
     """Split text into its countable (unit, script) pairs, in order: a character of Han or
     kana, a word of any other script; math notation left out (see the module docstring)."""
     text = _SPACED_LETTERS_RE.sub(_join_letters, without_math(text.translate(_INVISIBLE)))
-    found = _runs(_LATEX_COMMAND_RE.sub(" ", text))
+    found = _runs(_LATEX_COMMAND_RE.sub(_command, text))
     return [(w, s) for w, s in found if _is_language(w, s)]
 
 
 def _join_letters(match: re.Match) -> str:
-    return "".join(match.group(0).split())
+    return "".join(ch for ch in match.group(0) if ch.isalpha())
+
+
+def _command(match: re.Match) -> str:
+    """A known LaTeX command is notation (a space); an unknown one is its word (`\\then`)."""
+    return " " if match.group(1) in LATEX_COMMANDS else " " + match.group(1)
 
 
 def _runs(text: str) -> list[tuple[str, str]]:
@@ -192,8 +217,13 @@ def math_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _span_language(math: str) -> str:
-    """The language of a math span's content, the rest blanked (length kept)."""
+    """The language of a math span's content, the rest blanked (length kept): Latin and Greek
+    letters are notation, except runs of three or more that are not a command or a function
+    name (`$then we add$` is prose)."""
     kept = [" " if ch.isalpha() and char_script(ch) in _VARIABLE_SCRIPTS else ch for ch in math]
+    for run in _LETTER_RUN_RE.finditer(math):
+        if run.group().lower() not in MATH_WORDS and run.group() not in LATEX_COMMANDS:
+            kept[run.start():run.end()] = run.group()
     for start, end in _text_arguments(math):
         kept[start:end] = math[start:end]
     return "".join(kept)

@@ -11,7 +11,7 @@ import threading
 import pytest
 import torch
 
-from data.answers import answer_key, exact_value, gold_answer, normalize
+from data.answers import answer_key, exact_value, gold_answer, normalize, same_answer
 from data.completions import parse_completion
 from model.evaluate import consensus
 from model.grpo import group_advantages, score, zero_std_groups
@@ -201,9 +201,9 @@ def test_math500_golds_match_themselves_and_no_other_row():
     completions = [f"<think> r </think> The answer is \\boxed{{{g}}}." for g in golds]
     assert accuracy(completions, answer=golds) == [1.0] * 500
     others = []
-    for i, gold in enumerate(golds):  # the next row whose answer is spelled differently
+    for i, gold in enumerate(golds):  # the next row whose answer is not the same by the rules alone
         others.append(next(golds[k % 500] for k in range(i + 1, i + 500)
-                           if answer_key(golds[k % 500]) != answer_key(gold)))
+                           if answer_key(golds[k % 500]) != answer_key(gold) and not same_answer(golds[k % 500], gold)))
     assert accuracy([f"\\boxed{{{o}}}" for o in others], answer=golds) == [0.0] * 500
 
 
@@ -314,6 +314,73 @@ def test_another_language_cannot_be_hidden(reasoning, language, expected):
 
 
 @kind(("1 " + "a" * 2_000 + "!", "1", 0.0), ("1 " + "a" * 900, "1", 0.0), ("\\frac{1}{2} blah", "\\frac{1}{2}", 0.0),
-      ("72 apples and pears", "72", 0.0), ("\\sin x", "\\sin{x}", 1.0), ("72 apples", "72", 1.0))
+      ("72 apples and pears", "72", 0.0), ("\\sin x", "\\sin{x}", 1.0), ("72 apples", "72", 0.0))  # a count noun is not a unit
 def test_prose_the_gold_lacks_is_not_skipped(pred, gold, expected):
     assert graded(pred, gold) == expected
+
+
+# The second attack round: each a 1.0 for a wrong answer, a crash or a 0.0 for a common spelling.
+@kind(("5 is not correct", "5", 0.0), ("5 wrong", "5", 0.0), ("5 less", "5", 0.0), ("5 squared", "5", 0.0),
+      ("6 approximately", "6", 0.0), ("5 \\text{ cm wrong}", "5", 0.0), ("5 million dollars", "5000000", 1.0),
+      ("6 m/s", "6", 1.0), ("6 km/h", "6", 1.0), ("6°C", "6", 1.0), ("\\text{6 cm}", "6", 1.0),
+      ("15\\ \\mathrm{cm^2}", "15", 1.0), ("90\\degree", "90", 1.0), ("5\\text{ m}", "5", 1.0))
+def test_only_units_are_dropped_after_a_number(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("5 \\Longrightarrow 6", "6", 0.0), ("5 \\mapsto 6", "6", 0.0), ("5 \\therefore 6", "6", 0.0),
+      ("5 \\foo 6", "6", 0.0), ("6 \\foo 5", "5", 0.0), ("\\lesssim 6", "6", 0.0),
+      ("\\frac{\\pi}{2}", "\\frac{\\pi}{2}", 1.0), ("2\\sqrt{3}", "\\sqrt{12}", 1.0))
+def test_a_command_math_verify_would_skip_is_not_skipped(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("\\frac{1}{2}^{3}", "\\frac{1}{23}", 0.0), ("x_{1}^{2}", "x_{12}", 0.0), ("\\frac{1}{2}^{3}", "\\frac18", 1.0),
+      ("{10}^{6}", "1000000", 1.0), ("x²³", "x^{23}", 1.0))
+def test_only_unicode_superscripts_merge(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("3 \\, 4", "34", 0.0), ("3~ 4", "34", 0.0), ("1\\quad 000", "1000", 0.0), ("5 \\text{ } 6", "56", 0.0),
+      ("5 \\text{ and } 6", "56", 0.0), ("11111111100", "11,\\! 111,\\! 111,\\! 100", 1.0),
+      ("\\begin{pmatrix}-2\\\\-14\\\\-7\\end{pmatrix}", "\\begin{pmatrix} -2 \\\\ -14 \\\\ -7 \\end{pmatrix}", 1.0))
+def test_spacing_runs_and_row_breaks(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("1" * 320 + ".5", "\\frac{1}{3}", 0.0), ("1e9999", "5", 0.0), ("0.\\overline{3}", "\\frac13", 1.0),
+      ("0.1\\overline{6}", "\\frac{1}{6}", 1.0), ("6\\text{.}", "6", 1.0), ("\\color{red}6", "6", 1.0))
+def test_huge_numbers_repeating_decimals_and_trimmings(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@pytest.mark.parametrize(("completion", "expected"), [
+    ("<think> r </think> The final answer is $6$.", 1.0),
+    ("Final Answer: The final answer is 6. I hope it is correct.", 1.0),
+    ("<think> r </think> The final answer is 7.", 0.0)])
+def test_final_answer_sentences(completion, expected):
+    assert accuracy([completion], answer=["6"]) == [expected]
+
+
+def test_votes_keep_the_variable_and_survive_huge_answers():
+    assert equivalence.vote(["y=2", "x=2", "x=2"])[0] == 1
+    assert equivalence.vote(["1e9999", "5", "5"])[0] == 1
+    assert gold_answer(float("nan")) is None and accuracy(["\\boxed{NaN}"], answer=[float("nan")]) == [None]
+
+
+@pytest.mark.parametrize(("completion", "reward", "expected"), [
+    ("<think> r </think> The answer is \\boxed{5}. 这是中文的总结 {}.", "readable_format", 0.0),
+    ("<think> r </think> The answer is \\boxed{5}. Also maybe \\boxed{6}.", "readable_format", 0.0),
+    ("<think> r </think> The answer is \\boxed{\\frac{1}{2}}.", "readable_format", 1.0),
+    ("<think></think><answer></answer>", "format", 0.0), ("<think> r </think><answer> </answer>", "format", 0.0),
+    ("<think> r </think> <answer> 5 </answer>", "format", 1.0)])
+def test_format_rewards_need_their_parts(completion, reward, expected):
+    assert get_reward(reward)([completion]) == [expected]
+
+
+@pytest.mark.parametrize(("reasoning", "expected"), [
+    ("我们 \\then \\we \\add \\the \\numbers 然后", 4 / 9), ("我们 t.h.e.n 然后", 4 / 5), ("我们 ⓣⓗⓔⓝ 然后", 4 / 5),
+    ("我们 $then we add the numbers$ 然后", 4 / 8), ("我们 $\\frac{a}{b} + \\sin x$ 然后", 1.0)])
+def test_language_cannot_hide_in_commands_symbols_or_math(reasoning, expected):
+    score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language="zh")[0]
+    assert score == pytest.approx(expected)

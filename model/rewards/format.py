@@ -14,7 +14,8 @@ _FORMAT_RE = re.compile(r"(?s)<think>(.*?)</think>\s*<answer>(.*?)</answer>")
 
 
 def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-    """Score 1.0 iff the stripped completion is `<think>…</think>` then `<answer>…</answer>`.
+    """Score 1.0 iff the stripped completion is `<think>…</think>` then `<answer>…</answer>`,
+    both non-empty.
 
     Whitespace may separate the two blocks; nothing else may appear outside them, and each of
     the four tags must occur exactly once (so a nested or repeated block scores 0.0).
@@ -24,7 +25,8 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     for completion in completions:
         text = completion_text(completion).strip()
         # Counting first keeps the regex linear: with one of each tag it cannot backtrack far.
-        ok = all(text.count(tag) == 1 for tag in THINK_TAGS) and _FORMAT_RE.fullmatch(text) is not None
+        match = _FORMAT_RE.fullmatch(text) if all(text.count(tag) == 1 for tag in THINK_TAGS) else None
+        ok = match is not None and bool(match.group(1).strip()) and bool(match.group(2).strip())
         scores.append(1.0 if ok else 0.0)
     return scores
 
