@@ -7,28 +7,38 @@ the rest). Each rule below has a test of what it must accept AND of what it must
 (tests/test_answers.py); the bug reports they come from are against math-verify, TRL, open-r1,
 lm-evaluation-harness and HumanEval harnesses.
 
-- Unicode: ``−``, ``×``, ``÷``, ``·``, ``π``, ``∞``, ``°``, ``√``, ``≤``/``≥``/``≠``, ``±``,
-  superscript digits, vulgar fractions (``½``) and full-width forms become their LaTeX/ASCII form.
-- Emphasis: markdown ``**73**``, ``__73__``, ``*73*``, `` `73` `` and ``\\textbf{}``/``\\mathbf{}``
-  wrappers are removed.
+- Unicode: ``−`` (and other minus signs), ``×``, ``÷``, ``·``, ``π``, ``∞``, ``°``, ``√``,
+  ``≤``/``≥``/``≠``, ``±``, runs of superscript digits (``x²³`` is ``x^{23}``), vulgar fractions
+  (``½``) and full-width forms become their LaTeX/ASCII form; format characters (zero-width
+  space, direction marks) and currency signs (``€``, ``£``, ``¥``, ``₹``, ``\\$``) are dropped.
+- Emphasis: markdown ``**73**``, ``__73__``, ``*73*``, `` `73` `` (``**5**, **6**`` is
+  ``5, 6``), ``\\textbf{}``/``\\mathbf{}`` wrappers and ``\\color{}`` are removed.
 - Delimiters and spacing: ``$``, ``\\(``, ``\\)``, ``\\[``, ``\\]``, ``\\left``/``\\right``,
   ``\\displaystyle``, ``\\!``; ``\\,``, ``\\;``, ``~``, ``\\quad`` are spaces, and a space is kept
   only between two words or numbers (``( 3, 5 )`` is ``(3,5)``); ``\\dfrac``/``\\tfrac``
   are ``\\frac`` and ``\\frac12`` is ``\\frac{1}{2}``. A trailing period is dropped.
-- Separators: a comma (or ``{,}``, ``\\,``) is a thousands separator only between a 1-3 digit
-  group and groups of exactly three digits (``1,000``; ``1{,}000``). A plain space never is:
-  ``3 4`` stays two numbers, not ``34``.
-- Percent and degrees: ``\\%``, ``%``, ``percent``, ``^\\circ``, ``degrees`` after a number are
-  dropped on both sides, so ``28\\%`` equals ``28`` either way round (not ``0.28``).
-- Units: a word after a number is dropped when it is a ``\\text{}``/``\\mbox{}`` word or a
-  plain word of two or more letters (``18 dollars``, ``5\\text{ cm}^2``, ``3 square feet``),
-  except magnitudes, constants and math names: ``2i``, ``2e``, ``2x``, ``2\\pi``, ``2 pi``,
-  ``3 sin`` keep their letters, and a single letter is a variable, never a unit.
+- Separators: a comma (or ``{,}``, ``\\,``, ``,\\!``) is a thousands separator only between a
+  1-3 digit group and groups of exactly three digits (``1,000``; ``1{,}000``). A space, or any
+  run of spacing commands, never is: ``3 4`` and ``3 \\, 4`` stay two numbers, not ``34``.
+- Percent and degrees: ``\\%``, ``%``, ``percent``, ``^\\circ``, ``\\degree``, ``degrees`` (and a
+  ``C``/``F`` after them) after a number are dropped on both sides, so ``28\\%`` equals ``28``
+  either way round (not ``0.28``).
+- Units: the longest run of up to three :data:`UNITS` after a number is dropped (``18 dollars``,
+  ``5\\text{ cm}^2``, ``3 square feet``, ``6 km/h``, ``5 million dollars`` keeps ``million``);
+  any other word stays (``5 wrong``, ``5 halves``, ``72 apples``) and then fails against a gold
+  without it. Constants and variables keep their letters (``2i``, ``2e``, ``2x``, ``2\\pi``); a
+  single letter is a unit only inside ``\\text{}`` (``5\\text{ m}``; ``5 m`` is 5 times m).
 - Magnitudes: ``10 million`` is ``10000000`` (``thousand``, ``million``, ``billion``,
-  ``trillion``, ``hundred``, ``dozen``), never ``10``.
+  ``trillion``, ``quadrillion``, ``hundred``, ``dozen``, ``lakh``, ``crore``, plurals, ``bn``,
+  ``mn`` and a glued ``K``/``M``/``B``), exactly, never ``10``.
+- Numbers: ``1.5e3`` (exponent up to three digits) and ``0.1\\overline{6}`` are exact values.
 - Mixed numbers: ``2 1/2`` and ``2\\frac{1}{2}`` are ``\\frac{5}{2}`` (a proper fraction after a
   whole number); ``2 \\cdot \\frac{1}{2}`` is not a mixed number.
-- A whole answer ``x = 5`` (one variable, one ``=``) is ``5``; ``(C)`` is ``C``.
+- A whole answer ``x = 5`` (one variable, one ``=``) is ``5`` (:func:`same_answer` still tells
+  ``x = 5`` from ``y = 5``); ``(C)`` is ``C``; ``\\leq`` is ``\\le``.
+
+:func:`same_answer` then decides what it can without computer algebra, and refuses what
+math-verify would wrongly accept (see its docstring).
 
 Everything is linear in the answer's length; answers longer than :data:`MAX_ANSWER_CHARS` are
 not normalised and equal only the same text.
@@ -39,8 +49,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
