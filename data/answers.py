@@ -47,6 +47,7 @@ not normalised and equal only the same text.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -59,8 +60,7 @@ from data.completions import after_mark, boxes, strip_emphasis
 
 MAX_ANSWER_CHARS = 1_000  # MATH-500's longest gold is ~60 chars; longer is not an answer
 MAX_DIGITS = 400  # longer plain numbers are compared as text (string to integer is quadratic)
-RELATIVE_TOLERANCE = 1e-6  # between a decimal and a value it may round (1/3, pi); see same_answer
-_TOLERANCE = Fraction(1, 10**6)  # the same, exact: a float times a huge Fraction overflows
+MIN_DIGITS = 7  # significant digits a decimal needs to stand for a value it rounds (1/3, pi)
 
 _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00f7": "\\div ", "\u00b7": "\\cdot ",
@@ -69,27 +69,32 @@ _UNICODE = {
     "\u00a0": " ", "\u2009": "\\,", "\u202f": "\\,", "\u2032": "'", "\u2217": "*",
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\ufe63": "-", "\uff0d": "-",
     "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",  # currency signs, like \$
+    "\u00ba": "^\\circ ", "\u02da": "^\\circ ", "\u2208": "\\in ", "\u2044": "/", "\u221b": "\\sqrt[3]",
+    "\u221c": "\\sqrt[4]",
 }
+_SUBSCRIPTS = dict(zip("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
+_SUBSCRIPT_OPEN = "\x00_{"
 _SUPERSCRIPT_OPEN = "\x00^{"  # marks a superscript made here until its run is complete
 _SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+"))
-_SQRT_RE = re.compile(r"√\s*(\d+|\{)")
+_SQRT_RE = re.compile(r"√\s*(\d+|\{|\([^()]*\))")
 # Bold/underline markers next to a word, not between two: **5**, **6** is 5, 6; 2**3 stays.
 _MARKDOWN_RE = re.compile(r"(?<![\w)}])(?:\*\*|__)(?=\S)|(?<=\S)(?:\*\*|__)(?![\w({\\])")
 _WRAPPER_RE = re.compile(r"\\(?:textbf|mathbf|boldsymbol|bm|emph|textit|mathit)\{([^{}]*)\}|\\color\{[^{}]*\}")
 _TEXT_RE = re.compile(r"\\(?:text|mbox|mathrm|textrm|textnormal|operatorname)\s*\{([^{}]*)\}")
 _DELIMITERS_RE = re.compile(r"\\[()\[\]]|\\\$|\$|\\displaystyle|\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\!")
 _SPACES_RE = re.compile(r"(?:(?<!\\)\\[,;: ]|~|\\q?quad(?![a-zA-Z])|\\(?:text|mbox)\s*\{\s*\}|\s)+")
+_MATRIX_RE = re.compile(r"(?<=\\begin\{)[bB]?matrix(?=\})|(?<=\\end\{)[bB]?matrix(?=\})")
 _LONG_RELATION_RE = re.compile(r"\\(le|ge|ne)q(?![A-Za-z])")
 _FRAC_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")
 _SHORT_FRAC_RE = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _THIN_SEPARATOR_RE = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s?|\\,|\{\\,\})(?=\d{3}(?!\d))")
-_PERCENT_RE = re.compile(r"(?<=[\d}.)])\s*(?:\\%|%|\s+percent)$", re.IGNORECASE)
-_DEGREE_RE = re.compile(r"(?<=[\d}.)])\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\s+degrees?)"
+_PERCENT_RE = re.compile(r"(?:(?<=[\d}.)])|(?<=\\pi))\s*(?:\\%|%|\s+percent)$", re.IGNORECASE)
+_DEGREE_RE = re.compile(r"(?:(?<=[\d}.)])|(?<=\\pi))\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\s+degrees?)"
                         r"(?:\s*(?:\\text\{\s*)?[CF]\}?)?$")
-_TEXT_UNIT_RE = re.compile(r"(?<=[\d}.)])\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*([A-Za-z][A-Za-z ./]{0,30}?)"
+_TEXT_UNIT_RE = re.compile(r"(?:(?<=[\d}.)])|(?<=\\pi))\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*([A-Za-z][A-Za-z ./]{0,30}?)"
                            r"(?:\^\{?\d\}?)?\s*\}(?:\^\{?\d\}?)?$")
 # Each word ends where its letters do, so the words of a unit split one way only (no backtracking).
-_WORD_UNIT_RE = re.compile(r"(?<=[\d}.)])\s+((?:[A-Za-z]{1,15}(?:/[A-Za-z]{1,5})?(?![A-Za-z/])\.?\s*){1,3})"
+_WORD_UNIT_RE = re.compile(r"(?:(?<=[\d}.)])|(?<=\\pi))\s+((?:[A-Za-z]{1,15}(?:/[A-Za-z]{1,5})?(?![A-Za-z/])\.?\s*){1,3})"
                            r"(?:\^\{?\d\}?)?$")
 _GLUED_UNIT_RE = re.compile(r"(?<=\d)(?:cm|mm|km|kg|mg|ml|mL|ft|hrs?|mph|sec|min)(?:\^\{?\d\}?)?$")
 _MAGNITUDES = {"hundred": 100, "dozen": 12, "thousand": 10**3, "million": 10**6, "billion": 10**9,
@@ -97,7 +102,7 @@ _MAGNITUDES = {"hundred": 100, "dozen": 12, "thousand": 10**3, "million": 10**6,
                "bn": 10**9, "mn": 10**6}
 _SUFFIXES = {"k": 10**3, "K": 10**3, "M": 10**6, "B": 10**9}  # glued to the number only: 5K, 2M
 _MAGNITUDE_RE = re.compile(
-    r"^([+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:\s*(" + "|".join(_MAGNITUDES) + r")s?|([kKMB]))$",
+    r"^([+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:\s*(" + "|".join(_MAGNITUDES) + r")s?|((?-i:[kKMB])))$",
     re.IGNORECASE)
 # The units a number may carry (a plural adds s or es). Nothing else after a number is dropped:
 # "5 wrong", "5 less", "5 halves", "5 squared" keep their words, and a word the gold lacks fails.
@@ -117,6 +122,7 @@ _NUMBER_RE = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+-]?\.\d+")
 _REPEATING_RE = re.compile(r"([+-]?)(\d*)\.(\d*)\\overline\{(\d{1,50})\}")
 _SCIENTIFIC_RE = re.compile(r"([+-]?(?:\d+(?:\.\d+)?|\.\d+))[eE]([+-]?\d{1,3})")  # 1.5e3; 2e stays
 _FRACTION_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}|([+-]?\d+)\s*/\s*([+-]?\d+)")
+_COEFFICIENT_RE = re.compile(r"(?<=\d)(?: ?\\cdot ?| )(?=[A-Za-z](?![A-Za-z/]))")
 _LOOSE_SPACE_RE = re.compile(r"(?<!\w) | (?!\w)")
 _COMMA_RE = re.compile(r" ?, ?")
 _TIGHT_COMMA_RE = re.compile(r",(?! |\d)|(?<=\D),(?=\d)")
@@ -129,6 +135,8 @@ VALUE_COMMANDS = frozenset("""
     tanh log ln exp binom dbinom tbinom choose overline begin end pmatrix bmatrix matrix cases
     alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta kappa lambda mu nu xi rho sigma
     tau phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega""".split())
+_SUBSCRIPT_RE = re.compile(r"_\{?([A-Za-z0-9]+)\}?")
+_LETTER_RE = re.compile(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])")
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _MATH_NAMES = frozenset({"pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "inf",
                          "infty", "mod", "max", "min", "gcd", "lcm", "det", "lim", "arcsin", "arccos", "arctan"})
@@ -148,6 +156,15 @@ class Number:
     value: Fraction
     decimal: bool
 
+    def rounds(self, other) -> bool:
+        """Whether this decimal is ``other`` (an exact value, a float for an irrational one)
+        correctly rounded at its written precision, with at least :data:`MIN_DIGITS`
+        significant digits: ``0.3333333`` rounds 1/3, ``3141590.0`` does not round 10^6 π."""
+        text = _plain(self.value)
+        places = len(text.partition(".")[2])
+        digits = len(text.replace("-", "").replace(".", "").lstrip("0"))
+        return digits >= MIN_DIGITS and abs(Fraction(other) - self.value) <= Fraction(1, 2 * 10**places)
+
 
 def gold_answer(raw: Any) -> str | None:
     """The answer in a dataset's own gold column: a solution's last box (``solution`` as TRL and
@@ -155,10 +172,11 @@ def gold_answer(raw: Any) -> str | None:
     JSON column) is written out in full: ``1e-07`` is ``0.0000001``."""
     if raw is None or isinstance(raw, bool):
         return None
-    if isinstance(raw, float) and not math.isfinite(raw):
-        return None  # a missing value (pandas NaN), not an answer
-    if isinstance(raw, (int, float)):
-        return format(Decimal(repr(raw)), "f") if isinstance(raw, float) else str(raw)
+    if isinstance(raw, numbers.Integral):
+        return str(int(raw))
+    if isinstance(raw, numbers.Real):  # a float column, numpy's included
+        value = float(raw)
+        return format(Decimal(repr(value)), "f") if math.isfinite(value) else None  # NaN: missing
     text = str(raw)
     found = boxes(text) if "\\boxed" in text or "\\fbox" in text else []
     if found and found[-1]:
@@ -179,6 +197,11 @@ def _unicode(text: str) -> str:
                 out[-1] = out[-1][:-1] + _SUPERSCRIPTS[ch] + "}"
             else:
                 out.append(_SUPERSCRIPT_OPEN + _SUPERSCRIPTS[ch] + "}")
+        elif ch in _SUBSCRIPTS:  # 1011₂ is 1011_{2}
+            if out and out[-1].startswith(_SUBSCRIPT_OPEN):
+                out[-1] = out[-1][:-1] + _SUBSCRIPTS[ch] + "}"
+            else:
+                out.append(_SUBSCRIPT_OPEN + _SUBSCRIPTS[ch] + "}")
         elif "\uff01" <= ch <= "\uff5e":  # full-width ASCII
             out.append(chr(ord(ch) - 0xFEE0))
         elif unicodedata.category(ch) == "No" and unicodedata.name(ch, "").startswith("VULGAR FRACTION"):
@@ -186,14 +209,24 @@ def _unicode(text: str) -> str:
             out.append(f"\\frac{{{value.numerator}}}{{{value.denominator}}}")
         else:
             out.append(ch)
-    text = "".join(out).replace(_SUPERSCRIPT_OPEN, "^{")
-    return _SQRT_RE.sub(lambda m: "\\sqrt" + ("{" if m.group(1) == "{" else "{" + m.group(1) + "}"), text)
+    text = "".join(out).replace(_SUPERSCRIPT_OPEN, "^{").replace(_SUBSCRIPT_OPEN, "_{")
+    return _SQRT_RE.sub(_sqrt, text)
+
+
+def _sqrt(match: re.Match) -> str:
+    """√2 is \\sqrt{2}, √(x+1) is \\sqrt{x+1}, √{…} keeps its group."""
+    radicand = match.group(1)
+    if radicand == "{":
+        return "\\sqrt{"
+    return "\\sqrt{" + (radicand[1:-1] if radicand.startswith("(") else radicand) + "}"
 
 
 def _spacing(text: str) -> str:
     """Spaces kept only where they matter: between two words or numbers, and after a list
-    comma. ``3, 500`` (a list) stays apart from ``3,500`` (a thousands separator)."""
+    comma. ``3, 500`` (a list) stays apart from ``3,500`` (a thousands separator). A number
+    times one letter is written together (``5 i``, ``5\\cdot i`` are ``5i``)."""
     text = _SPACES_RE.sub(" ", text).strip()
+    text = _COEFFICIENT_RE.sub("", text)
     text = _TIGHT_COMMA_RE.sub(", ", _COMMA_RE.sub(lambda m: ", " if " " in m.group(0) else ",", text))
     return ", ".join(_LOOSE_SPACE_RE.sub("", part) for part in text.split(", "))
 
@@ -211,8 +244,7 @@ def _strip_units(text: str) -> str:
         words = match.group(1).replace(".", " ").split()
         for k in range(len(words)):  # the longest suffix of units: "million dollars" drops "dollars"
             if all(_is_unit(w, single_letters) for w in words[k:]):
-                kept = text[:match.start(1)] + " ".join(words[:k])
-                return kept if k else text[:match.start()]
+                return (text[:match.start()] + " " + " ".join(words[:k])).strip()
     return text
 
 
@@ -266,19 +298,31 @@ def normalize(answer: str | None) -> str:
     text = _spacing(_FRAC_RE.sub("\\\\frac", text))
     text = _SHORT_FRAC_RE.sub(r"\\frac{\1}{\2}", text)
     text = _LONG_RELATION_RE.sub(r"\\\1", text)  # \leq is \le
+    text = _MATRIX_RE.sub("pmatrix", text)  # bmatrix, Bmatrix, matrix: one spelling (vmatrix differs)
     text = text.strip().rstrip(".").strip()
     whole = _TEXT_RE.fullmatch(text)
     text = whole.group(1).strip().rstrip(".").strip() if whole else text  # \text{6 cm}, \text{Evelyn}
-    for _ in range(3):  # "5 \text{cm}^2", "28\%" and "90^\circ" may stack
+    for _ in range(4):  # "5 \text{cm}^2", "28\%" and "90^\circ" may stack
         stripped = _strip_units(text).strip()
+        if stripped == text:  # then a unit in words: 28\text{ percent}, 3\text{ thousand dollars}
+            stripped = _spacing(_TEXT_RE.sub(r" \1 ", text))
         if stripped == text:
             break
         text = stripped
     text = _TEXT_RE.sub(r"\1", text).strip().rstrip(".").strip()
-    text = _ASSIGNMENT_RE.sub("", text)
+    text = _ASSIGNMENT_RE.sub("", _shared_assignment(text))
     choice = _CHOICE_RE.fullmatch(text)
     text = choice.group(1) if choice else text
     return _mixed(_magnitude(text)).strip()
+
+
+def _shared_assignment(text: str) -> str:
+    """``x=3, x=5`` is ``3, 5``: a list whose items all assign the same variable."""
+    items = text.split(", ")
+    heads = {m.group(1) if (m := _ASSIGNED_RE.match(item)) else None for item in items}
+    if len(items) < 2 or len(heads) != 1 or None in heads:
+        return text
+    return ", ".join(_ASSIGNMENT_RE.sub("", item) for item in items)
 
 
 def _plain(value: Fraction) -> str:
@@ -355,9 +399,10 @@ def same_answer(pred: str | None, gold: str | None) -> bool | None:
     """Whether answer ``pred`` equals ``gold`` by these rules alone: True, False, or None
     (undecided: computer algebra has to judge).
 
-    - Exact values compare exactly. A tolerance (relative, :data:`RELATIVE_TOLERANCE`) applies
-      only between a decimal and a fraction whose decimal does not terminate (``0.3333333`` and
-      ``\\frac{1}{3}``); ``2.0000001`` is not ``2``.
+    - Exact values compare exactly. A decimal may stand for a fraction whose decimal does not
+      terminate when it is that fraction correctly rounded, to at least :data:`MIN_DIGITS`
+      significant digits (``0.3333333`` and ``\\frac{1}{3}``; :meth:`Number.rounds`);
+      ``2.0000001`` is not ``2``.
     - Digits split by a space (``3 4``) are never a number; a number is never a word (``five``)
       or a multiple of a name (``2i``, ``5 m``, ``2\\pi``).
     - Text (letters and spaces only: ``\\text{Monday}``) equals only the same text, case aside for
@@ -379,7 +424,7 @@ def same_answer(pred: str | None, gold: str | None) -> bool | None:
         exact = y if x.decimal else x
         if x.decimal == y.decimal or _terminates(exact.value.denominator):
             return False
-        return abs(x.value - y.value) <= _TOLERANCE * max(abs(x.value), abs(y.value))
+        return (x if x.decimal else y).rounds(exact.value)
     if _SPLIT_DIGITS_RE.search(a) or _SPLIT_DIGITS_RE.search(b) or max(len(a), len(b)) > MAX_ANSWER_CHARS:
         return False
     if _NUMBER_RE.fullmatch(a) and _NUMBER_RE.fullmatch(b):
@@ -392,7 +437,17 @@ def same_answer(pred: str | None, gold: str | None) -> bool | None:
         return False
     if set(_COMMAND_RE.findall(a)) - set(_COMMAND_RE.findall(b)) - VALUE_COMMANDS:
         return False  # math-verify skips a command it does not know (5 \mapsto 6 would be 6)
+    subscripts, variables = (_SUBSCRIPT_RE.findall(a), _SUBSCRIPT_RE.findall(b)), (_letters(a), _letters(b))
+    if all(subscripts) and sorted(subscripts[0]) != sorted(subscripts[1]):
+        return False  # 101_2 is not 101_3: math-verify drops a base
+    if all(variables) and variables[0] != variables[1]:
+        return False  # 3r^2 is not 3R^2
     return None
+
+
+def _letters(text: str) -> set[str]:
+    """The one-letter names (variables, constants) of an answer, case kept."""
+    return set(_LETTER_RE.findall(_COMMAND_RE.sub(" ", text)))
 
 
 def _words(text: str) -> set[str]:

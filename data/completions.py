@@ -21,9 +21,11 @@ The final ``answer`` is taken from the summary, first rule that applies:
    content are one answer listed in order (``\\boxed{3} and \\boxed{5}`` is ``3, 5``), so a
    completion that hedges with two boxes commits to both, and is graded as such;
 3. a GSM8K-style ``#### N`` line (the last one; a markdown heading ``#### Final Answer`` is not);
-4. a bare answer: what follows an ``Answer:`` or ``Final answer:`` label on the last line, or
-   the whole summary, when it is wrapped in markdown emphasis (``**73**``) or is short and holds
-   no prose (no word of three or more letters outside LaTeX commands).
+4. a bare answer: what follows a label on the last line (``Answer:``, ``Final answer:``,
+   ``The answer is``, ``So the final answer is``) or the line after an answer heading
+   (``**Final Answer**``, ``### Answer``), or the whole summary, when it is wrapped in markdown
+   emphasis (``**73**``) or is short and holds no prose (no word of three or more letters
+   outside LaTeX commands).
 
 Everything here runs in time linear in the completion's length: tags are found with
 ``str.rfind``/``str.find`` and braces matched in one pass with a stack, never with a regex
@@ -44,11 +46,13 @@ MAX_BARE_CHARS = 40  # a bare answer is a number or a short expression, not a se
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")  # no nested quantifier: linear
 _PROSE_RE = re.compile(r"(?<!\\)(?<![A-Za-z])[A-Za-z]{3,}")
 # Emphasis around the whole text; its content may not hold the delimiter (**5**, **6** is a list).
-_EMPHASIS_RE = re.compile(r"(\*\*|__|\*|`)((?:(?!\1).)+)\1", re.DOTALL)
+_EMPHASIS_RE = re.compile(r"(\*\*|__|\*|_|`)((?:(?!\1).)+)\1", re.DOTALL)
 GSM8K_MARK = "####"
 # "Answer: 5", "Final answer: 5", "The final answer is 5" (Minerva's "... I hope it is correct.")
-_LABEL_RE = re.compile(r"(?:\*\*)?(?:(?:the\s+)?final\s+answer(?:\*\*)?\s*(?:is\b|[:：])|answer(?:\*\*)?\s*[:：])"
-                       r"\s*(?:\*\*)?\s*(.+?)(?:\.?\s*I hope it is correct\.?)?$", re.IGNORECASE)
+_LABEL_RE = re.compile(r"(?<![A-Za-z])(?:\*\*)?(?:(?:so|thus|hence|therefore),?\s+)?(?:the\s+)?(?:final\s+)?answer(?:\*\*)?"
+                       r"\s*(?:is\b\s*:?|[:：])\s*(.+?)(?:\.?\s*I hope it is correct\.?)?$", re.IGNORECASE)
+# A heading on its own line with the answer on the next: "**Final Answer**", "### Answer", "Answer:".
+_HEADING_RE = re.compile(r"(?:#+\s*)?(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：]?\s*(?:\*\*)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -235,13 +239,18 @@ def strip_emphasis(text: str) -> str:
 
 
 def bare_answer(summary: str) -> str | None:
-    """The summary as the answer: after an ``Answer:`` / ``Final answer:`` label on its last
-    line, or the whole of it when emphasis-wrapped or short and prose-free."""
+    """The summary as the answer: after a label on its last line or an answer heading (module
+    docstring, rule 4), or the whole of it when emphasis-wrapped or short and prose-free."""
     text = summary.strip().rstrip(".").strip()
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if len(lines) >= 2 and _HEADING_RE.fullmatch(lines[-2]):
+        text = lines[-1]
     for _ in range(2):  # "Final Answer: The final answer is 6"
-        label = _LABEL_RE.match(text.rsplit("\n", 1)[-1].strip())
+        label = None
+        for label in _LABEL_RE.finditer(text.rsplit("\n", 1)[-1].strip()):
+            pass  # the last label of the line
         if label:
-            text = label.group(1).strip().rstrip(".").strip().strip("$").strip()
+            text = label.group(1).strip().strip("*_").strip().rstrip(".").strip().strip("$").strip()
     unwrapped = strip_emphasis(text)
     if unwrapped != text:
         return unwrapped or None

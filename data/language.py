@@ -46,7 +46,7 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
         "en", "fr", "de", "es", "it", "pt", "nl", "sv", "da", "no", "nb", "fi", "pl", "cs",
         "sk", "ro", "hu", "tr", "id", "ms", "vi", "ca", "hr", "sl", "et", "lv", "lt", "sw")},
     **{code: frozenset({"Cyrillic"}) for code in ("ru", "uk", "bg", "be", "sr", "mk", "kk")},
-    "zh": frozenset({"Han"}),
+    "zh": frozenset({"Han", "Bopomofo"}),
     "ja": frozenset({"Han", "Hiragana", "Katakana"}),
     "ko": frozenset({"Hangul", "Han"}),
     "el": frozenset({"Greek"}),
@@ -88,11 +88,13 @@ MATH_WORDS = frozenset({
     "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
     "tanh", "log", "ln", "lg", "exp", "max", "min", "gcd", "lcm", "mod", "det", "lim"})
 # First word(s) of a Unicode character name -> script; other names give their first word.
-_NAME_SCRIPTS = {"CJK": "Han", "KATAKANA-HIRAGANA": "Katakana"}
+_NAME_SCRIPTS = {"CJK": "Han", "KATAKANA-HIRAGANA": "Katakana", "IDEOGRAPHIC": "Han"}  # 々 〆 are Han
 # Scripts of math notation: their single letters are variables and math spans hide them.
 _VARIABLE_SCRIPTS = {"Latin", "Greek"}
 # Scripts written without spaces between words: each character is a unit.
-_CHARACTER_SCRIPTS = {"Han", "Hiragana", "Katakana"}
+_CHARACTER_SCRIPTS = {"Han", "Hiragana", "Katakana", "Bopomofo"}
+# Latin notation that is not English in any reasoning: unit abbreviations (5cm, 3 kg).
+UNIT_ABBREVIATIONS = frozenset("mm cm km kg mg ml ft mph kph kmh hr hrs sec min lb lbs oz yd mi gal".split())
 # Scripts one language writes together, reported as one label (Japanese mixes all three).
 _LABELS = {"Han": "CJK", "Hiragana": "CJK", "Katakana": "CJK"}
 
@@ -169,10 +171,13 @@ def _runs(text: str) -> list[tuple[str, str]]:
 
 
 def _is_language(word: str, script: str) -> bool:
-    """False for a math variable (one Latin or Greek letter) and a function name (`sin`)."""
+    """False for a math variable (one Latin or Greek letter), a function name (`sin`), the name
+    of a point, segment or triangle (`AB`, `ABC`: capitals, at most three) and a unit (`cm`)."""
     if script not in _VARIABLE_SCRIPTS:
         return True
-    return len(word) > 1 and word.lower() not in MATH_WORDS
+    if len(word) <= 3 and word.isupper():
+        return False
+    return len(word) > 1 and word.lower() not in MATH_WORDS and word.lower() not in UNIT_ABBREVIATIONS
 
 
 def without_math(text: str) -> str:

@@ -29,7 +29,8 @@ class ConfigError(ValueError):
 
 
 class YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 booleans: only ``true``/``false`` are booleans.
+    """PyYAML's safe loader with YAML 1.2's core schema: only ``true``/``false`` are booleans,
+    ``017`` is 17 and ``1:30`` a string.
 
     PyYAML follows YAML 1.1, where ``no``, ``off``, ``yes``, ``on`` are booleans too, so
     ``language: no`` (Norwegian) would arrive as False. DVC reads params.yaml as YAML 1.2
@@ -39,18 +40,35 @@ class YamlLoader(yaml.SafeLoader):
     """
 
 
-_BOOL_TAG = "tag:yaml.org,2002:bool"
+# YAML 1.2 core schema: booleans, integers (no octal 017 = 15, no sexagesimal 1:30 = 90) and
+# floats (1e-3 is a float without a dot, as in JSON).
+_CORE_SCHEMA = {
+    "tag:yaml.org,2002:bool": (r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    "tag:yaml.org,2002:int": (r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    "tag:yaml.org,2002:float": (r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", "-+.0123456789"),
+}
 YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _CORE_SCHEMA]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-YamlLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+for _tag, (_pattern, _first) in _CORE_SCHEMA.items():
+    YamlLoader.add_implicit_resolver(_tag, re.compile(rf"^(?:{_pattern})$"), list(_first))
+
+
+def _core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """A YAML 1.2 integer: decimal unless it says 0o or 0x (PyYAML reads 017 as octal 15)."""
+    text = loader.construct_scalar(node)
+    return int(text, 0) if text.lstrip("+-")[:2].lower() in ("0o", "0x") else int(text, 10)
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:int", _core_int)
 YAML_11_BOOLEANS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False,
                     "true": True, "false": False}
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML text with :class:`YamlLoader` (YAML 1.2 booleans)."""
+    """Parse YAML text with :class:`YamlLoader` (YAML 1.2 core schema)."""
     return yaml.load(text, Loader=YamlLoader)
 
 

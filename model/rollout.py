@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from data.completions import THINK_OPEN
 from model import fast_decode
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 # Float32 round-off in softmax/cumsum: a prefix whose mass is within this of top_p counts as
 # having reached it, so top_p=0.8 over probs [0.5, 0.3, ...] keeps exactly two tokens.
 _TOP_P_TOLERANCE = 1e-6
+_PROMPT_TAIL_TOKENS = 8  # enough to hold "<think>" and the newline after it in any tokenizer
 
 
 @dataclass
@@ -578,10 +580,17 @@ def decode_completions(tokenizer, rollout: Rollout, stop_ids: list[int] | None =
     added tokens such as ``<think>`` count as special differs between transformers releases
     (5.17 dropped them with ``skip_special_tokens=True``, 5.24 keeps them), and the format reward
     must see them.
+
+    When the prompt itself ends by opening ``<think>`` (chat templates of reasoning models do),
+    the completion is its continuation and the text returned starts with ``<think>``, so that
+    data/completions.py sees the reasoning block a truncated completion never closed.
     """
     eos = tokenizer.eos_token_id if stop_ids is None else stop_ids
     drop = {tokenizer.pad_token_id, *([eos] if isinstance(eos, int) else eos or [])}
-    return [
-        tokenizer.decode([t for t in ids[mask.bool()].tolist() if t not in drop], skip_special_tokens=False)
-        for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
-    ]
+    texts = []
+    for prompt, prompt_mask, ids, mask in zip(rollout.prompt_ids, rollout.prompt_mask,
+                                              rollout.completion_ids, rollout.completion_mask):
+        text = tokenizer.decode([t for t in ids[mask.bool()].tolist() if t not in drop], skip_special_tokens=False)
+        tail = tokenizer.decode(prompt[prompt_mask.bool()][-_PROMPT_TAIL_TOKENS:].tolist(), skip_special_tokens=False)
+        texts.append(THINK_OPEN + text if tail.rstrip().endswith(THINK_OPEN) else text)
+    return texts

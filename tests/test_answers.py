@@ -285,7 +285,7 @@ def test_invisible_characters_currency_and_scientific_notation(pred, gold, expec
 @pytest.mark.parametrize(("completion", "gold", "expected"), [
     ("<think> r </think> **5**, **6**", "6", 0.0), ("<think> r </think> **5**, **6**", "5, 6", 1.0),
     ("<answer></answer> \\boxed{5}", "5", 1.0), ("<think> r </think> Final answer: 5.", "5", 1.0),
-    ("<think> r </think> #### Final Answer\nThe answer is 5.", "5", 0.0), ("\\boxed{2**3}", "23", 0.0)])
+    ("<think> r </think> #### Final Answer\nThe answer is 5.", "5", 1.0), ("\\boxed{2**3}", "23", 0.0)])
 def test_summary_shapes(completion, gold, expected):
     assert accuracy([completion], answer=[gold]) == [expected]
 
@@ -298,7 +298,7 @@ def test_golds_from_solutions_and_numbers():
 
 
 def test_infinity_does_not_win_votes():
-    assert equivalence.vote(["\\infty", "3", "4", "4", "5"]) == (2, [0, 1, 2, 2, 3])
+    assert equivalence.vote(["\\infty", "3", "4", "4", "5"]) == (2, [0, 1, 2, 2, 4])
 
 
 @pytest.mark.parametrize(("reasoning", "language", "expected"), [
@@ -383,4 +383,76 @@ def test_format_rewards_need_their_parts(completion, reward, expected):
     ("我们 $then we add the numbers$ 然后", 4 / 8), ("我们 $\\frac{a}{b} + \\sin x$ 然后", 1.0)])
 def test_language_cannot_hide_in_commands_symbols_or_math(reasoning, expected):
     score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language="zh")[0]
+    assert score == pytest.approx(expected)
+
+
+# The third attack round: other instances of the issue's kinds.
+@kind(("3141590.0", "10^6\\pi", 0.0), ("1414213.0", "1000000\\sqrt{2}", 0.0), ("3.14159", "\\pi", 0.0),
+      ("3141592.654", "10^6\\pi", 1.0), ("1.414214", "\\sqrt{2}", 1.0), ("33333.33", "\\frac{100000}{3}", 1.0),
+      ("33333.3", "\\frac{100000}{3}", 0.0))
+def test_a_decimal_must_round_the_value_at_its_written_precision(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("28\\text{\\%}", "28", 1.0), ("28\\text{ percent}", "28\\%", 1.0), ("28", "28\\text{\\%}", 1.0),
+      ("3 \\text{ thousand dollars}", "3000", 1.0), ("5\\pi \\text{ radians}", "5\\pi", 1.0),
+      ("\\pi \\text{ cm}", "\\pi", 1.0), ("3 \\text{ thousand dollars}", "3", 0.0))
+def test_units_and_percent_written_in_text(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("90º", "90^\\circ", 1.0), ("90˚", "90^\\circ", 1.0), ("√(13)", "\\sqrt{13}", 1.0), ("1011₂", "1011_2", 1.0),
+      ("5⁄2", "\\frac52", 1.0), ("101_2", "101_3", 0.0), ("3r^2", "3R^2", 0.0), ("1011₂", "1011_3", 0.0))
+def test_more_unicode_and_what_a_base_or_a_case_changes(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@kind(("6 - 5 i", "6 - 5i", 1.0), ("3 + 4 i", "3+4i", 1.0), ("6 - 5\\cdot i", "6-5i", 1.0), ("4 i", "4", 0.0),
+      ("\\begin{bmatrix} -2 \\\\ -14 \\end{bmatrix}", "\\begin{pmatrix} -2 \\\\ -14 \\end{pmatrix}", 1.0),
+      ("\\begin{vmatrix} 1 & 2 \\\\ 3 & 4 \\end{vmatrix}", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", 0.0),
+      ("x=3, x=5", "3, 5", 1.0), ("x=1, x=-2", "1,-2", 1.0), ("x=3, y=5", "3, 5", 0.0))
+def test_complex_numbers_matrices_and_solution_lists(pred, gold, expected):
+    assert graded(pred, gold) == expected
+
+
+@pytest.mark.parametrize(("summary", "expected"), [
+    ("The answer is 6.", 1.0), ("So the answer is 6", 1.0), ("The answer is: 6", 1.0), ("The answer is $6$.", 1.0),
+    ("Therefore, the answer is **6**.", 1.0), ("**Final Answer**\n\n6", 1.0), ("### Answer\n**6**", 1.0), ("_6_", 1.0),
+    ("The answer is 7.", 0.0), ("The answer is 6 or 7", 0.0), ("the answer is not 6 but 7", 0.0)])
+def test_answer_sentences_and_headings(summary, expected):
+    assert accuracy([f"<think> r </think> {summary}"], answer=["6"]) == [expected]
+
+
+def test_a_truncated_continuation_of_a_prompts_think_is_not_graded():
+    from types import SimpleNamespace
+
+    from model.rollout import decode_completions
+
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=9, decode=lambda ids, **_: "".join(
+        {1: "<think>", 2: "\n", 3: "Q", 4: "\\boxed{5}", 5: " wait", 6: "</think>", 7: " \\boxed{5}"}[i] for i in ids))
+    rollout = SimpleNamespace(prompt_ids=torch.tensor([[3, 1, 2], [0, 3, 3]]), prompt_mask=torch.tensor([[1, 1, 1], [0, 1, 1]]),
+                              completion_ids=torch.tensor([[4, 5, 0], [4, 0, 0]]), completion_mask=torch.tensor([[1, 1, 0], [1, 0, 0]]))
+    texts = decode_completions(tokenizer, rollout, [9])
+    assert texts == ["<think>\\boxed{5} wait", "\\boxed{5}"]
+    assert accuracy(texts, answer=["5", "5"]) == [0.0, 1.0]
+
+
+def test_votes_unite_groups_an_answer_joins():
+    assert equivalence.vote(["0.3333333", "0.33333333", "7", "7", "\\frac13"]) == (0, [0, 0, 2, 2, 0])
+
+
+def test_numpy_golds_and_yaml_12_numbers():
+    import numpy as np
+
+    from infra.config import load_yaml
+
+    assert accuracy(["\\boxed{0.5}", "\\boxed{3}"], answer=[np.float64(0.5), np.int64(3)]) == [1.0, 1.0]
+    assert load_yaml("a: 017\nb: 1:30\nc: 1e-3\nd: 0x1f") == {"a": 17, "b": "1:30", "c": 0.001, "d": 31}
+
+
+@pytest.mark.parametrize(("reasoning", "language", "expected"), [
+    ("人々は時々それを使う", "ja", 1.0), ("计算 AB、BC 和 CA 的长度", "zh", 1.0), ("所以答案是5cm", "zh", 1.0),
+    ("ㄅㄆㄇ we", "zh", 3 / 4)])
+def test_language_units_for_points_units_and_ideographs(reasoning, language, expected):
+    score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language=language)[0]
     assert score == pytest.approx(expected)

@@ -212,3 +212,11 @@ def test_evaluate_correctness_passes_the_prompt_and_every_test_column():
              _fenced("def total(xs):\n    return sum(xs)"), "<think>1 + 1 = 2</think>\\boxed{2}"]
     assert correctness(rows, texts) == [1.0, 1.0, 1.0]
     assert consensus(rows, texts, [1.0, 1.0, 1.0], k=1) == 1.0
+
+
+def test_humaneval_tests_without_an_entry_point_still_call_check():
+    prompt = "def add(a, b):\n    \"\"\"Sum.\"\"\"\n"
+    tests = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+    right, wrong = _fenced("def add(a, b):\n    return a + b"), _fenced("def add(a, b):\n    return 0")
+    assert code([right, wrong], prompt=[prompt] * 2, test=[tests] * 2) == [1.0, 0.0]
+    assert code([right, wrong], prompt=["Add two numbers."] * 2, test=[tests] * 2, entry_point=[None] * 2) == [0.0, 0.0]

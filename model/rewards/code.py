@@ -44,6 +44,7 @@ import keyword
 import logging
 import math
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -289,6 +290,9 @@ def run_program(program: str, timeout: float = DEFAULT_TIMEOUT_S,
         return returncode == 0 and finished
 
 
+_CHECK_RE = re.compile(r"^def check\(", re.MULTILINE)
+
+
 def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> str | float | None:
     """The program to run for one row, or its score without running: None (no tests), 0.0
     (no program in the completion, or an ``entry_point`` that is not an identifier)."""
@@ -301,10 +305,24 @@ def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> str | float
                    "%.80r, not a Python identifier; scored 0.0 without running", index,
                    row.get("id"), entry_point)
         return 0.0
+    if not entry_point and _CHECK_RE.search(tests):  # HumanEval-style tests without their entry point
+        entry_point = _last_function(row.get("prompt"))
+        if entry_point is None:
+            warn_once(logger, "check without entry_point", "code reward: row %s (id %r) defines check() but "
+                      "has no entry_point and no function in its prompt; scored 0.0 without running",
+                      index, row.get("id"))
+            return 0.0
     code_text = extract_code(completion)
     if not code_text.strip():
         return 0.0
     return build_program(code_text, tests, entry_point or None, row.get("prompt"))
+
+
+def _last_function(prompt: Any) -> str | None:
+    """The name of the last top-level function a code prompt defines (HumanEval's stub)."""
+    tree = _parse(prompt) if isinstance(prompt, str) else None
+    names = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))] if tree else []
+    return names[-1] if names else None
 
 
 def code(

@@ -27,11 +27,13 @@ import atexit
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
+from fractions import Fraction
 from functools import lru_cache
 
-from data.answers import MAX_ANSWER_CHARS, RELATIVE_TOLERANCE, answer_key, normalize, same_answer
+from data.answers import MAX_ANSWER_CHARS, Number, answer_key, exact_value, normalize, same_answer
 from infra.logs import warn_once
 
 logger = logging.getLogger(__name__)
@@ -105,11 +107,12 @@ def _init_worker() -> None:
     logging.getLogger("latex2sympy2_extended").setLevel(logging.CRITICAL + 1)
 
 
-def _exact_numbers_equal(a, b) -> bool | None:
+def _exact_numbers_equal(a, b, decimal: Number | None = None) -> bool | None:
     """Two sympy numbers compared (see the module docstring); None if they are not two numbers.
 
-    With a decimal literal (a sympy Float) on either side: equal within the relative tolerance
-    of data/answers.py. Otherwise both are evaluated to :data:`EXACT_DIGITS` significant digits;
+    With a decimal literal (a sympy Float) on either side: equal as the decimals written, or,
+    when one side is the plain decimal ``decimal`` and the other a value whose decimal does not
+    terminate, when it is that value correctly rounded (data/answers.py ``Number.rounds``). Otherwise both are evaluated to :data:`EXACT_DIGITS` significant digits;
     values that differ there (relative to their size) are different, and values that agree are
     equal unless their difference simplifies to a nonzero rational. So ``10^{100}+1`` differs
     from ``10^{100}`` and ``\\frac{1}{2^{99}}`` from ``\\frac{1}{2^{98}}``, whatever their size,
@@ -128,9 +131,10 @@ def _exact_numbers_equal(a, b) -> bool | None:
         return False  # oo, -oo, zoo, nan: only the identical expression (a == b above) matches
     floats = (a.has(Float), b.has(Float))
     if any(floats):
-        if all(floats) or _terminating(b if floats[0] else a):
-            return _decimal_value(a) == _decimal_value(b)  # decimals and terminating values: exact
-        return bool(abs(x - y) <= RELATIVE_TOLERANCE * max(abs(x), abs(y)))
+        if all(floats) or _terminating(b if floats[0] else a) or decimal is None:
+            return bool(simplify(_decimal_value(a) - _decimal_value(b)) == 0)  # as written: exact
+        other = N(b if floats[0] else a, EXACT_DIGITS)
+        return decimal.rounds(Fraction(str(other)))
     if abs(x - y) > 10.0 ** (15 - EXACT_DIGITS) * max(abs(x), abs(y)):
         return False
     difference = simplify(a - b)  # equal to 45 digits: exact arithmetic decides
@@ -182,7 +186,8 @@ def math_verify_equal(pred: str, gold: str, timeout: int | None = INNER_TIMEOUT_
                             parsing_timeout=timeout)
         if not gold_parsed or not pred_parsed:
             return False
-        exact = _exact_numbers_equal(gold_parsed[0], pred_parsed[0])
+        written = [n for n in (exact_value(pred), exact_value(gold)) if n is not None and n.decimal]
+        exact = _exact_numbers_equal(gold_parsed[0], pred_parsed[0], written[0] if len(written) == 1 else None)
         if exact is not None:
             return exact
         return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
@@ -274,34 +279,31 @@ def equivalent(pred: str | None, gold: str | None) -> bool:
 def vote(answers: Sequence[str | None]) -> tuple[int | None, list[int]]:
     """cons@k's majority vote over sampled answers, equivalent answers voting together.
 
-    Answers are grouped in sample order: each joins the first earlier group whose first answer
-    it is :func:`equivalent` to, else starts a group. The winner is the largest group; a tie goes
+    Answers are grouped in sample order: each joins the groups of every earlier spelling it is
+    :func:`equivalent` to, and groups it joins become one (``\\frac13`` unites ``0.3333333`` and
+    ``0.33333333``, which differ from each other). The winner is the largest group; a tie goes
     to the group seen first (deterministic). None answers do not vote.
 
     Returns:
         (index in ``answers`` of the winning group's first answer, or None if no answer voted;
-        the group index of each answer, -1 for None).
+        the group of each answer, numbered by its first answer's index, -1 for None).
     """
-    heads: list[int] = []  # index of each group's first answer
-    keys: dict[str, int] = {}  # answer_key -> group: equal keys never need math-verify
-    sizes: list[int] = []
-    group_of: list[int] = []
+    group_of: list[int] = []  # per answer: the index of its group's first answer
+    spellings: dict[str, int] = {}  # answer_key -> index of its first answer: equal keys need no check
     for i, answer in enumerate(answers):
         if answer is None:
             group_of.append(-1)
             continue
         key = answer_key(answer)
-        group = keys.get(key)
-        if group is None:
-            group = next((g for g, head in enumerate(heads) if equivalent(answer, answers[head])), None)
-        if group is None:
-            group = len(heads)
-            heads.append(i)
-            sizes.append(0)
-        keys[key] = group
-        sizes[group] += 1
+        if key in spellings:
+            group_of.append(group_of[spellings[key]])
+            continue
+        joined = {group_of[j] for j in spellings.values() if equivalent(answer, answers[j])}
+        group = min(joined, default=i)
+        group_of[:] = [group if g in joined else g for g in group_of]
         group_of.append(group)
-    if not heads:
+        spellings[key] = i
+    sizes = Counter(g for g in group_of if g >= 0)
+    if not sizes:
         return None, group_of
-    best = max(range(len(heads)), key=lambda g: (sizes[g], -g))
-    return heads[best], group_of
+    return max(sizes, key=lambda g: (sizes[g], -g)), group_of
