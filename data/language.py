@@ -171,12 +171,11 @@ def _runs(text: str) -> list[tuple[str, str]]:
 
 
 def _is_language(word: str, script: str) -> bool:
-    """False for a math variable (one Latin or Greek letter), a function name (`sin`), the name
-    of a point, segment or triangle (`AB`, `ABC`: capitals, at most three) and a unit (`cm`)."""
+    """False for a math variable (one Latin or Greek letter), a function name (`sin`) and a unit
+    abbreviation (`cm`). Point names (`AB`, `ABC`) count as Latin words: treating short capitals
+    as notation would let a policy write `WE ADD THE` unseen."""
     if script not in _VARIABLE_SCRIPTS:
         return True
-    if len(word) <= 3 and word.isupper():
-        return False
     return len(word) > 1 and word.lower() not in MATH_WORDS and word.lower() not in UNIT_ABBREVIATIONS
 
 

@@ -453,8 +453,8 @@ def test_numpy_golds_and_yaml_12_numbers():
 
 
 @pytest.mark.parametrize(("reasoning", "language", "expected"), [
-    ("人々は時々それを使う", "ja", 1.0), ("计算 AB、BC 和 CA 的长度", "zh", 1.0), ("所以答案是5cm", "zh", 1.0),
-    ("ㄅㄆㄇ we", "zh", 3 / 4)])
-def test_language_units_for_points_units_and_ideographs(reasoning, language, expected):
+    ("人々は時々それを使う", "ja", 1.0), ("所以答案是5cm", "zh", 1.0), ("ㄅㄆㄇ we", "zh", 3 / 4),
+    ("计算 AB、BC 和 CA 的长度", "zh", 6 / 9), ("我们 WE ADD THE 然后", "zh", 4 / 7)])
+def test_language_units_for_units_and_ideographs(reasoning, language, expected):
     score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language=language)[0]
     assert score == pytest.approx(expected)
