@@ -26,6 +26,11 @@ def graded(pred: str, gold: str) -> float:
     return accuracy([f"<think> work </think> The answer is \\boxed{{{pred}}}."], answer=[gold])[0]
 
 
+def language_score(reasoning: str, language: str) -> float:
+    """The language reward of a completion whose closed reasoning is ``reasoning``."""
+    return get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language=language)[0]
+
+
 def kind(*cases):
     return pytest.mark.parametrize(("pred", "gold", "expected"), cases)
 
@@ -311,8 +316,7 @@ def test_infinity_does_not_win_votes():
     ("we add κ α ι τ ο here", "en", 3 / 4),
     ("so 𝑥 = 2 and we stop", "en", 1.0)])  # one math letter is still a variable
 def test_another_language_cannot_be_hidden(reasoning, language, expected):
-    score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language=language)[0]
-    assert score == pytest.approx(expected)
+    assert language_score(reasoning, language) == pytest.approx(expected)
 
 
 @kind(("1 " + "a" * 2_000 + "!", "1", 0.0), ("1 " + "a" * 900, "1", 0.0), ("\\frac{1}{2} blah", "\\frac{1}{2}", 0.0),
@@ -384,8 +388,7 @@ def test_format_rewards_need_their_parts(completion, reward, expected):
     ("我们 \\then \\we \\add \\the \\numbers 然后", 4 / 9), ("我们 t.h.e.n 然后", 4 / 5), ("我们 ⓣⓗⓔⓝ 然后", 4 / 5),
     ("我们 $then we add the numbers$ 然后", 4 / 8), ("我们 $\\frac{a}{b} + \\sin x$ 然后", 1.0)])
 def test_language_cannot_hide_in_commands_symbols_or_math(reasoning, expected):
-    score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language="zh")[0]
-    assert score == pytest.approx(expected)
+    assert language_score(reasoning, "zh") == pytest.approx(expected)
 
 
 # The third attack round: other instances of the issue's kinds.
@@ -456,5 +459,4 @@ def test_numpy_golds_and_yaml_12_numbers():
     ("人々は時々それを使う", "ja", 1.0), ("所以答案是5cm", "zh", 1.0), ("ㄅㄆㄇ we", "zh", 3 / 4),
     ("计算 AB、BC 和 CA 的长度", "zh", 6 / 9), ("我们 WE ADD THE 然后", "zh", 4 / 7)])
 def test_language_units_for_units_and_ideographs(reasoning, language, expected):
-    score = get_reward("language_consistency")([f"<think>{reasoning}</think> 5"], language=language)[0]
-    assert score == pytest.approx(expected)
+    assert language_score(reasoning, language) == pytest.approx(expected)
