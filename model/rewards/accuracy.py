@@ -28,6 +28,7 @@ from typing import Any
 from data.answers import gold_answer
 from data.completions import parse_completion
 from infra.logs import warn_once
+from model.rewards.code import TEST_COLUMNS
 from model.rewards.equivalence import equivalent_many
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 # Longer countdown answers are rejected before parsing; real ones are a few dozen characters.
 MAX_EXPRESSION_CHARS = 200
 GOLD_COLUMNS = ("answer", "solution")
-CODE_COLUMNS = ("tests", "test", "test_list")
 
 
 def _column(values: Sequence[Any] | None, i: int) -> Any:
@@ -73,10 +73,11 @@ def accuracy(
     Returns:
         1.0 correct, 0.0 wrong or no answer found, None where the reward does not apply.
     """
-    code_rows = tests if tests is not None else kwargs.get("test", kwargs.get("test_list"))
+    columns = {"tests": tests, **kwargs}
+    code_rows = next((columns[name] for name in TEST_COLUMNS if columns.get(name) is not None), None)
     if answer is None and solution is None:
         if code_rows is None:
-            warn_missing_columns("accuracy", (*GOLD_COLUMNS, *CODE_COLUMNS), list(kwargs))
+            warn_missing_columns("accuracy", (*GOLD_COLUMNS, *TEST_COLUMNS), list(kwargs))
         return [None] * len(completions)
     scores: list[float | None] = [None] * len(completions)
     pending: dict[int, tuple[str | None, str]] = {}
