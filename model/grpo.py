@@ -79,6 +79,7 @@ from data.language import scripts_in
 from model import checkpoint
 from model.engine import make_engine
 from model.rewards import get_reward
+from model.rewards.code import code_outcome_counts, code_outcome_shares
 from model.rollout import completion_logprobs, concat_rollouts, decode_completions, generate, left_pad, stop_token_ids
 from model.trainer import (
     Trainer, copy_weights, full_state_dict, gather_lists, gathered_for_generation, grad_accum_steps, is_main,
@@ -411,6 +412,8 @@ class GRPOTrainer(Trainer):
         advantages = group_advantages(torch.tensor(batch["reward"]), a.num_generations, scale_rewards=a.scale_rewards)
         local = advantages[rank_share(len(advantages), "completions")].to(self.engine.device)
         stats = self._optimize(rollout, local)
+        if "code" in a.rewards:  # why programs scored 0: timeouts, memory, crashes, ... (all ranks)
+            stats.update(code_outcome_shares(sum_over_ranks(code_outcome_counts())))
         times = {"rollout_s": max_over_ranks(t_rollout), "reward_s": max_over_ranks(t_reward),
                  "step_s": max_over_ranks(time.perf_counter() - t0)}
         metrics = {**self._batch_metrics(batch), **stats, "lr": self.engine.get_lr()[0], **times,

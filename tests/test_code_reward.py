@@ -17,7 +17,7 @@ import pytest
 from conftest import shared_data
 from infra import logs
 from data.loaders import load_humaneval
-from model.rewards.code import build_program, code, extract_code
+from model.rewards.code import build_job, code, extract_code
 
 code_module = importlib.import_module("model.rewards.code")  # `model.rewards.code` is the function
 
@@ -97,8 +97,8 @@ def test_prompt_helpers_run_before_the_models_code(prompt, tests, solution, expe
 
 def test_a_prose_prompt_is_not_run():
     prompt = "Write a function total(xs) that returns the sum of xs."
-    program = build_program("def total(xs):\n    return sum(xs)\n", CHECK_SUM, "total", prompt)
-    assert "Write a function" not in program
+    job = build_job("def total(xs):\n    return sum(xs)\n", CHECK_SUM, "total", prompt)
+    assert "Write a function" not in job.program + job.preamble
     assert code([_fenced("def total(xs):\n    return sum(xs)")], tests=[CHECK_SUM],
                 entry_point=["total"], prompt=[prompt]) == [1.0]
 
@@ -153,7 +153,7 @@ def test_hostile_entry_point_scores_zero_without_running(entry_point, tmp_path, 
     assert not marker.exists()
     assert "not a Python identifier" in caplog.text
     with pytest.raises(ValueError, match="not a Python identifier"):
-        build_program("def f():\n    return 1\n", tests, entry_point)
+        build_job("def f():\n    return 1\n", tests, entry_point)
 
 
 # --- what counts as the program --------------------------------------------------------------

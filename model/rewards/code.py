@@ -1,68 +1,70 @@
-"""The code reward: run the completion's program against the row's tests in a sandboxed process.
+"""The code reward: judge the completion's program against the row's tests, in a sandbox.
 
-The program is ``head + "\\n\\n" + tests + "\\n\\ncheck(entry_point)\\n"``, the way the harness of
-each dataset runs it:
+A row is run the way its dataset's harness runs it, split in two so that the program never
+sees the tests (model/rewards/harness.py):
 
-- ``tests`` is the row's test code under any name a dataset gives it (:data:`TEST_COLUMNS`:
-  r1flow's ``tests``, HumanEval's ``test``, MBPP's ``test_list`` of asserts joined by newlines,
-  after MBPP's ``test_imports`` / ``test_setup_code``). A reward call with none of these columns
-  scores every row None and logs a warning once per process.
-- ``check(entry_point)`` is appended only when the row has an ``entry_point`` (MBPP's bare
-  asserts need none). An ``entry_point`` that is not a Python identifier (``f); import os; (f``)
-  would run as code: such a row scores 0.0 and logs a warning once per value, so that one bad
-  row neither runs nor stops a training run.
-- ``head`` is the model's code, with the row's ``prompt`` when that is HumanEval-style code
-  (Python that defines ``entry_point`` at top level): if the model's code defines
-  ``entry_point`` at top level, head is the prompt's preamble (its imports, helpers such as
-  HumanEval/10's ``is_palindrome`` and constants; every top-level statement but the stub of
-  ``entry_point``) followed by the code, whose definitions therefore win; otherwise the code is a
-  body continuing the prompt (HumanEval's original completion style) and head is
-  ``prompt + code``. Any other prompt (a natural-language question) is not used.
+- The **program** (the candidate's side, inside the sandbox of model/rewards/sandbox.py) is
+  the model's code, with the row's ``prompt`` when that is HumanEval-style code (Python that
+  defines ``entry_point`` at top level): if the code defines ``entry_point`` at top level, the
+  prompt's preamble (its imports, helpers such as HumanEval/10's ``is_palindrome`` and
+  constants; every top-level statement but the stub of ``entry_point``) comes first and the
+  code's definitions win; otherwise the code is a body continuing the prompt (HumanEval's
+  original completion style) and the program is ``prompt + code``. Any other prompt (a
+  natural-language question) is not used.
+- The **tests** (the judge's side, outside): the same preamble, then the row's test code under
+  any name a dataset gives it (:data:`TEST_COLUMNS`: r1flow's ``tests``, HumanEval's ``test``,
+  MBPP's ``test_list`` of asserts joined by newlines, after MBPP's ``test_imports`` /
+  ``test_setup_code``), then ``check(entry_point)`` when the row has an ``entry_point``. The
+  program's functions are called from there with plain data; only the judge decides the
+  score. A reward call with no test column scores every row None and logs a warning once per
+  process.
 
-The program runs as ``python -I`` in a fresh temporary directory, with stdin closed, a minimal
-environment, in a new session so that the whole process group can be killed, under a wall-clock
-timeout plus RLIMIT_CPU / RLIMIT_AS / RLIMIT_FSIZE, with sockets other than AF_UNIX refused
-and, when running as root, a private network namespace (``unshare(CLONE_NEWNET)``; skipped
-silently where the kernel or container refuses it).
+An ``entry_point`` must be a Python identifier: any other value (``f); import os; (f``) scores
+0.0 and logs a warning once per value, so that one bad row neither runs nor stops training.
+A HumanEval-style test (``def check(``) without ``entry_point`` checks the prompt's last
+function.
 
-The limits are set by a small runner inside the child rather than in ``preexec_fn``: rows run
-from a thread pool, and ``preexec_fn`` is documented as unsafe when the parent has threads.
-Setting soft = hard means user code cannot raise them again (unless it is root, which the
-network namespace then still contains).
-
-A program passes only if it exits 0 AND the runner got to print a random per-run token after
-the tests returned, so ``sys.exit(0)`` / ``os._exit(0)`` before the tests does not pass.
-This is a guard against accidents and reward hacking, not a security boundary against
-hostile code: run untrusted workloads inside a container as well.
+Each verdict has a reason (harness.REASONS: pass, fail, error, timeout, memory, killed,
+invalid, sandbox); :func:`outcomes` counts them for the trainer's metrics. Nothing a program
+does raises in the caller: a crashing or hostile program scores 0.0.
 """
 
 from __future__ import annotations
 
 import ast
+import atexit
 import functools
+import json
 import keyword
 import logging
 import math
 import os
+import queue
 import re
-import secrets
+import select
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
+import time
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from data.completions import ANSWER_CLOSE, ANSWER_OPEN, Completion, last_block, parse_completion
 from infra.logs import warn_once
+from model.rewards import harness, sandbox
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0  # wall clock per program; HumanEval's canonical tests need < 1 s
 DEFAULT_MEMORY_MB = 1024  # RLIMIT_AS; CPython itself needs ~30 MB
-MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # RLIMIT_FSIZE: a print loop dies instead of filling disk
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # RLIMIT_FSIZE; the sandbox's whole tmpfs is as large
+GRACE_S = 5.0  # past a job's timeout before its judge is killed (the judge times out first)
+MAX_VERDICT_BYTES = 4096
 
 # Test code by the column names of the datasets r1flow reads: r1flow, HumanEval, MBPP; the first
 # non-empty one of a row is used. SETUP_COLUMNS are MBPP's code to run before its asserts.
@@ -70,36 +72,6 @@ TEST_COLUMNS = ("tests", "test", "test_list")
 SETUP_COLUMNS = ("test_imports", "test_setup_code")
 FENCE = "```"
 _PYTHON_TAGS = {"python", "py", "python3"}
-
-# Runs in the child before the user's program; argv: program path, token, cpu s, bytes, fsize.
-_RUNNER = r"""
-import os, resource, runpy, sys
-_path, _token = sys.argv[1], sys.argv[2]
-for _lim, _val in ((resource.RLIMIT_CPU, int(sys.argv[3])), (resource.RLIMIT_AS, int(sys.argv[4])),
-                   (resource.RLIMIT_FSIZE, int(sys.argv[5])), (resource.RLIMIT_CORE, 0)):
-    resource.setrlimit(_lim, (_val, _val))
-if os.geteuid() == 0:
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)  # CLONE_NEWNET
-    except Exception:
-        pass
-import socket as _socket_module
-class _NoNetworkSocket(_socket_module.socket):
-    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
-        if fileno is None and family != _socket_module.AF_UNIX:
-            raise OSError("network access is disabled in the code sandbox")
-        super().__init__(family, type, proto, fileno)
-def _no_network(*args, **kwargs):
-    raise OSError("network access is disabled in the code sandbox")
-_socket_module.socket = _NoNetworkSocket
-_socket_module.create_connection = _socket_module.getaddrinfo = _no_network
-_result_fd = os.dup(1)
-sys.argv = [_path]
-runpy.run_path(_path, run_name="__main__")
-os.write(_result_fd, _token.encode())
-"""
-
 
 def extract_code(completion: Any) -> str:
     """Return the program in a completion (a string or chat messages), ``""`` when it has none.
@@ -230,71 +202,185 @@ def program_head(code_text: str, entry_point: str | None, prompt: Any = None) ->
     return prompt + code_text
 
 
-def build_program(code_text: str, tests: str, entry_point: str | None, prompt: Any = None) -> str:
-    """The program that runs: :func:`program_head`, the tests and (if given)
-    ``check(entry_point)``. ``entry_point`` must be valid (:func:`valid_entry_point`): raises
-    ValueError otherwise, as it is pasted into the program."""
+@dataclass(frozen=True)
+class Job:
+    """What the judge needs for one row: the candidate's ``program``, the judge's ``preamble``
+    and ``tests``, and the function ``check`` is called with (None: the tests call by name)."""
+
+    program: str
+    preamble: str
+    tests: str
+    entry_point: str | None
+
+
+def build_job(code_text: str, tests: str, entry_point: str | None, prompt: Any = None) -> Job:
+    """The :class:`Job` of one row (module docstring). ``entry_point`` must be valid
+    (:func:`valid_entry_point`): raises ValueError otherwise, as the tests call it by name."""
     if entry_point and not valid_entry_point(entry_point):
         raise ValueError(f"entry_point {entry_point!r:.80} is not a Python identifier")
-    program = program_head(code_text, entry_point, prompt) + "\n\n" + tests
-    if entry_point:
-        program += f"\n\ncheck({entry_point})\n"
-    return program
+    preamble = prompt_preamble(prompt, entry_point) if entry_point and isinstance(prompt, str) else None
+    return Job(program_head(code_text, entry_point, prompt), preamble or "", tests, entry_point or None)
 
 
-def _kill_group(pid: int) -> None:
-    """SIGKILL the process group led by `pid` (the child and anything it forked)."""
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's decision on one program: ``reason`` (harness.REASONS) and a short detail."""
+
+    reason: str
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.reason == "pass"
+
+
+def run_job(job: Job, timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> Verdict:
+    """Judge one job: the judge (model/rewards/harness.py) runs as its own process with an
+    empty environment and starts the program in the sandbox (:func:`sandbox.sandbox_argv`).
+
+    ``timeout`` is the wall-clock budget of the whole job (starting, loading, every test);
+    the program also gets RLIMIT_CPU = ``timeout`` + 1 s, RLIMIT_AS = ``memory_mb`` and
+    RLIMIT_FSIZE = :data:`MAX_OUTPUT_BYTES`. A judge that has not answered :data:`GRACE_S`
+    after the budget is killed with its process group, and with it the sandbox. Reads at most
+    :data:`MAX_VERDICT_BYTES` of the judge's answer. Judges are reused between jobs.
+
+    Raises:
+        SandboxUnavailable: no sandbox can start and the unsafe mode is not set.
+    """
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        names = sorted(_free_names(job.preamble + "\n" + job.tests))
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        return Verdict("fail", f"the row's tests do not parse: {error}"[:200])
+    request = {"program": job.program, "preamble": job.preamble, "tests": job.tests,
+               "entry_point": job.entry_point, "names": names, "timeout": timeout, "harness": sandbox.HARNESS,
+               "python": sandbox.python_executable(), "sandbox": sandbox.sandbox_argv(),
+               "seccomp": sandbox.seccomp_filter().hex(),
+               "limits": [math.ceil(timeout) + 1, memory_mb * 1024 * 1024, MAX_OUTPUT_BYTES]}
+    judge = _take_judge()
+    try:
+        verdict = judge.run(json.dumps(request).encode() + b"\n", timeout + GRACE_S)
+    except TimeoutError:
+        judge.kill()  # the judge and the sandbox it started
+        return Verdict("timeout", f"the judge ran past {timeout + GRACE_S:.0f} s")
+    except (OSError, ValueError, KeyError, TypeError):
+        judge.kill()
+        return Verdict("sandbox", f"the judge exited {judge.process.poll()} without a verdict")
+    _IDLE_JUDGES.put(judge)
+    return verdict
 
 
-def _child_env(workdir: str) -> dict[str, str]:
-    """A minimal environment: nothing of the parent's (tokens, proxies) reaches the program."""
-    return {"PATH": os.defpath, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-            "OMP_NUM_THREADS": "1"}
+class _Judge:
+    """A judge process (harness.py ``judge``) kept between jobs: its start-up and imports cost
+    about 40 ms, twice the sandbox's. Empty environment, own session, no stderr."""
 
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, "-I", "-S", sandbox.HARNESS, "judge"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, env={}, cwd="/", start_new_session=True)
+        self._buffer = b""
+        self.owner = os.getpid()  # a forked child must not share its pipes
 
-def run_program(program: str, timeout: float = DEFAULT_TIMEOUT_S,
-                memory_mb: int = DEFAULT_MEMORY_MB) -> bool:
-    """Run `program` in the sandbox; True iff it finished within `timeout` s and exited cleanly."""
-    token = secrets.token_hex(16)
-    with tempfile.TemporaryDirectory(prefix="r1flow-code-", ignore_cleanup_errors=True) as workdir:
-        path = os.path.join(workdir, "program.py")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(program)
-        limits = [str(math.ceil(timeout) + 1), str(memory_mb * 1024 * 1024), str(MAX_OUTPUT_BYTES)]
-        out_path, err_path = os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr")
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _RUNNER, path, token, *limits],
-                cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL,
-                stdout=out, stderr=err, start_new_session=True,
-            )
+    def run(self, request: bytes, timeout: float) -> Verdict:
+        """Send one job, read its verdict line within ``timeout`` s (TimeoutError past it)."""
+        deadline = time.monotonic() + timeout
+        self.process.stdin.write(request)
+        self.process.stdin.flush()
+        out = self.process.stdout.fileno()
+        while b"\n" not in self._buffer and len(self._buffer) < MAX_VERDICT_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([out], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(out, MAX_VERDICT_BYTES)
+            if not chunk:
+                raise OSError("the judge exited")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        verdict = json.loads(line)
+        return Verdict(str(verdict["reason"]), str(verdict.get("detail", "")))
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
             try:
-                returncode = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc.pid)
-                proc.wait()
-                logger.debug("program timed out after %.1f s", timeout)
-                return False
-            finally:
-                _kill_group(proc.pid)  # also reaps stragglers of a program that exited
-        with open(out_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(out_path) - 4096))
-            finished = token.encode() in f.read()
-        if returncode != 0 or not finished:
-            with open(err_path, "rb") as f:
-                logger.debug("program failed (rc=%s): %s", returncode, f.read()[-500:])
-        return returncode == 0 and finished
+                stream.close()
+            except OSError:
+                pass
+
+
+_IDLE_JUDGES: queue.SimpleQueue[_Judge] = queue.SimpleQueue()
+
+
+def _take_judge() -> _Judge:
+    """An idle judge that is still alive, else a new one."""
+    while True:
+        try:
+            judge = _IDLE_JUDGES.get_nowait()
+        except queue.Empty:
+            return _Judge()
+        if judge.owner == os.getpid() and judge.process.poll() is None:
+            return judge
+        if judge.owner == os.getpid():
+            judge.kill()
+
+
+@atexit.register
+def _stop_judges() -> None:
+    while not _IDLE_JUDGES.empty():
+        _IDLE_JUDGES.get_nowait().kill()
+
+
+@functools.lru_cache(maxsize=4096)  # the same tests come back every step and every sample
+def _free_names(source: str) -> frozenset[str]:
+    return frozenset(harness.free_names(source))
+
+
+_OUTCOMES: Counter[str] = Counter()
+_OUTCOMES_LOCK = threading.Lock()
+
+
+def outcomes(reset: bool = True) -> dict[str, int]:
+    """How many programs ended with each reason since the last reset, in this process."""
+    with _OUTCOMES_LOCK:
+        counts = dict(_OUTCOMES)
+        if reset:
+            _OUTCOMES.clear()
+    return counts
+
+
+def code_outcome_counts() -> dict[str, float]:
+    """:func:`outcomes` (reset) with every reason of harness.REASONS as a key, for an
+    all-reduce that needs the same keys on every rank."""
+    counts = outcomes()
+    return {reason: float(counts.get(reason, 0)) for reason in harness.REASONS}
+
+
+def code_outcome_shares(counts: dict[str, float]) -> dict[str, float]:
+    """``code/<reason>``: each reason's share of the programs judged (metrics; empty if none)."""
+    total = sum(counts.values())
+    return {f"code/{reason}": n / total for reason, n in counts.items()} if total else {}
+
+
+def _judged(job: Job, timeout: float, memory_mb: int) -> float:
+    verdict = run_job(job, timeout, memory_mb)
+    with _OUTCOMES_LOCK:
+        _OUTCOMES[verdict.reason] += 1
+    if verdict.reason == "sandbox":
+        warn_once(logger, "sandbox failed", "code reward: a program could not be judged (%s); "
+                  "scored 0.0", verdict.detail)
+    elif not verdict.passed:
+        logger.debug("program scored 0.0: %s %r", verdict.reason, verdict.detail[:200])
+    return 1.0 if verdict.passed else 0.0
 
 
 _CHECK_RE = re.compile(r"^def check\(", re.MULTILINE)
 
 
-def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> str | float | None:
-    """The program to run for one row, or its score without running: None (no tests), 0.0
+def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> Job | float | None:
+    """The job to judge for one row, or its score without running: None (no tests), 0.0
     (no program in the completion, or an ``entry_point`` that is not an identifier)."""
     tests = row_tests(row)
     if tests is None:
@@ -315,7 +401,7 @@ def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> str | float
     code_text = extract_code(completion)
     if not code_text.strip():
         return 0.0
-    return build_program(code_text, tests, entry_point or None, row.get("prompt"))
+    return build_job(code_text, tests, entry_point or None, row.get("prompt"))
 
 
 def _last_function(prompt: Any) -> str | None:
@@ -346,14 +432,17 @@ def code(
         entry_point: per row, the function passed to ``check``; None runs the tests as they are.
         prompt: per row, the prompt; HumanEval's (code) gives the program its imports and
             helpers (:func:`program_head`), any other is not used.
-        timeout: wall-clock seconds per program (RLIMIT_CPU is this plus one, rounded up).
-        memory_mb: address-space limit per program.
+        timeout: wall-clock seconds per program, tests included (:func:`run_job`).
+        memory_mb: address-space limit of the program.
         max_workers: programs run at once (default: CPU count; more would skew the timeouts).
         **columns: other dataset columns, aligned lists; those not named here are ignored.
 
     Returns:
         One score per completion: 1.0, 0.0, or None where the row has no tests. Without any
         test column every score is None and a warning naming the columns is logged once.
+
+    Raises:
+        SandboxUnavailable: rows to run, and no sandbox here (model/rewards/sandbox.py).
     """
     given = {"tests": tests, "entry_point": entry_point, "prompt": prompt, **columns}
     given = {name: values for name, values in given.items() if values is not None}
@@ -362,17 +451,18 @@ def code(
         warn_once(logger, "no test column", "code reward: no test column among %s (it reads %s); "
                    "every row scores None", sorted(given), ", ".join(TEST_COLUMNS))
         return scores
-    jobs: dict[int, str] = {}
+    jobs: dict[int, Job] = {}
     for i, completion in enumerate(completions):
         job = _row_job(completion, {name: values[i] for name, values in given.items()}, i)
-        if isinstance(job, str):
+        if isinstance(job, Job):
             jobs[i] = job
         else:
             scores[i] = job
     if jobs:
+        sandbox.sandbox_argv()  # SandboxUnavailable before any work, with the reason
         workers = max_workers or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            passed = pool.map(lambda program: run_program(program, timeout, memory_mb), jobs.values())
-            for i, ok in zip(jobs, passed):
-                scores[i] = 1.0 if ok else 0.0
+            judged = pool.map(lambda job: _judged(job, timeout, memory_mb), jobs.values())
+            for i, score in zip(jobs, judged):
+                scores[i] = score
     return scores

