@@ -15,6 +15,12 @@ instruction; it is stripped so that ``prompt`` is the bare question (the hub cop
 and the chat template adds its own instruction.
 
 Synthetic tasks (``arithmetic``, ``countdown``, ...) are generated elsewhere, not loaded here.
+
+Local files are checked against the limits below as they are read, and rows as they are written;
+a breach is a DatasetError naming the file, the line (or row), the field and the rule. The
+JSONL dialect is Python's: ``NaN``, ``Infinity`` and ``-Infinity`` are read as floats, because
+:func:`write_jsonl` and the step logs write a diverged metric that way; the schema's fields are
+strings, so :func:`data.schema.validate_row` refuses them there and only extra columns keep them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 import os
 import re
 import tempfile
+import zlib
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
@@ -37,11 +44,24 @@ SHARED_DATA_ENV = "R1FLOW_SHARED_DATA"
 FILE_SUFFIXES = (".jsonl.gz", ".jsonl", ".parquet")
 HUB_INSTALL_HINT = "pip install 'r1flow[hub]'"
 
+# Longest JSONL line, in bytes of UTF-8 without the line break (Parquet: a row's size as such a
+# line). The longest benchmark line is 3.4 KB and a row with a 32k-token reasoning trace about
+# 150 KB, so 8 MiB leaves 50x headroom, while a file without line breaks (a binary blob, a
+# whole dataset on one line) fails after reading 8 MiB instead of filling memory.
+MAX_LINE_BYTES = 8 * 2**20
+# Deepest nesting of objects and arrays in a row, the row itself being level 1. Rows are flat
+# but for lists such as ``messages[2].content`` (level 3); 100 also keeps the checks far from
+# Python's recursion limit (1000), where json.loads would fail.
+MAX_DEPTH = 100
+_TOO_LONG = f"longer than MAX_LINE_BYTES ({MAX_LINE_BYTES} bytes) as a JSON line"
+_TOO_DEEP = f"nested deeper than MAX_DEPTH ({MAX_DEPTH} levels)"
+
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _REASON_SUFFIX = re.compile(
     r"\s*Please reason step by step, and put your final answer within \\boxed\{\}\.?\s*$"
 )
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # left unpaired by a JSON "\ud800" escape
 
 Record = tuple[int, dict]  # (1-based line or 0-based row index, raw row)
 
@@ -184,36 +204,141 @@ def shared_data_dir() -> Path:
     return path
 
 
-def _open_text(path: Path | str, mode: str, *, gz: bool | None = None):
+def _open_binary(path: Path | str, mode: str, *, gz: bool | None = None):
+    # Binary, so that a line is cut at MAX_LINE_BYTES and decoded on its own (its number known).
     if str(path).endswith(".gz") if gz is None else gz:
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+        return gzip.open(path, mode + "b")
+    return open(path, mode + "b")
+
+
+def _surrogate(text: str) -> str | None:
+    """The rule a lone surrogate in ``text`` breaks (None if it has none), escape-safe to print."""
+    found = None if text.isascii() else _SURROGATE.search(text)
+    if found is None:
+        return None
+    code, at = ord(found.group()), found.start()
+    return f"has a lone surrogate U+{code:04X} at character {at}, which UTF-8 cannot encode"
+
+
+def _check_value(value: Any, depth: int = 1) -> None:
+    """Raise _BadField(path, rule) for the first lone surrogate in a string or key of ``value``,
+    or for containers nested deeper than MAX_DEPTH. ``path`` is dotted below ``value``
+    (``messages[2].content``; ``""`` for ``value`` itself); the recursion stops at MAX_DEPTH."""
+    if isinstance(value, str):
+        problem = _surrogate(value)
+        if problem:
+            raise _BadField("", problem)
+        return
+    is_list = isinstance(value, (list, tuple))
+    if not (is_list or isinstance(value, dict)):
+        return
+    if depth > MAX_DEPTH:
+        raise _BadField("", _TOO_DEEP)
+    for key, item in enumerate(value) if is_list else value.items():
+        name = f"[{key}]" if is_list else str(key)
+        problem = None if is_list else _surrogate(name)
+        if problem:
+            raise _BadField(name.encode("utf-8", "backslashreplace").decode(), f"(a key) {problem}")
+        try:
+            _check_value(item, depth + 1)
+        except _BadField as err:
+            tail = err.field if not err.field or err.field.startswith("[") else "." + err.field
+            raise _BadField(name + tail, err.problem) from None
+
+
+def _check_row(row: Any, *, path: Any, line: int, unit: str) -> None:
+    """DatasetError naming ``path``, ``line`` (in ``unit``) and the field, for a lone surrogate
+    or nesting deeper than MAX_DEPTH anywhere in ``row``; linear in the row's size."""
+    try:
+        _check_value(row)
+    except _BadField as err:
+        where = {"path": path, "line": line, "field": err.field or None, "unit": unit}
+        raise DatasetError(err.problem, **where) from None
+
+
+def _json_line(
+    row: Any, *, path: Any, line: int, unit: str, default: Callable | None = None
+) -> bytes:
+    """``row`` as one UTF-8 JSONL line, newline included.
+
+    Raises:
+        DatasetError: as :func:`_check_row`, or for a line over MAX_LINE_BYTES.
+        TypeError: for a value json cannot write (unless ``default`` converts it).
+    """
+    _check_row(row, path=path, line=line, unit=unit)
+    data = (json.dumps(row, ensure_ascii=False, default=default) + "\n").encode("utf-8")
+    if len(data) > MAX_LINE_BYTES + 1:
+        raise DatasetError(_TOO_LONG, path=path, line=line, unit=unit)
+    return data
+
+
+def _lines(path: Path | str) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_no, text)`` for every line of a text or gzip file, ``line_no`` 1-based.
+
+    Memory is bounded by MAX_LINE_BYTES: a longer line is refused as soon as its first
+    MAX_LINE_BYTES + 1 bytes are read. Raises DatasetError naming file and line for such a line,
+    for bytes that are not UTF-8, and for corrupt or truncated gzip data.
+    """
+    with _open_binary(path, "r") as f:
+        line_no = 0
+        while True:
+            line_no += 1
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+                raise DatasetError(f"corrupt gzip data ({err})", path=path, line=line_no) from err
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise DatasetError(_TOO_LONG, path=path, line=line_no)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                problem = f"not UTF-8: {err.reason} at byte {err.start} of the line"
+                raise DatasetError(problem, path=path, line=line_no) from None
+            yield line_no, text
 
 
 def read_jsonl(path: Path | str) -> Iterator[Record]:
     """Yield ``(line_no, row)`` for each non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file.
 
-    ``line_no`` is 1-based. Raises DatasetError naming file and line for malformed JSON or a
-    line that is not a JSON object.
+    ``line_no`` is 1-based. Time is linear in the file's size and memory bounded by
+    MAX_LINE_BYTES. Raises DatasetError naming the file, the line, the rule and, where one
+    applies, the field (dotted: ``messages[2].content``) for: bytes that are not UTF-8, corrupt
+    gzip data, a line over MAX_LINE_BYTES, malformed JSON, a line that is not a JSON object,
+    nesting deeper than MAX_DEPTH, and a lone surrogate (a ``"\\ud800"`` escape without its
+    pair) in a string or key, which no UTF-8 file could hold when the row is written again.
     """
-    with _open_text(path, "r") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"malformed JSON ({err.msg})", path=path, line=line_no) from err
-            if not isinstance(row, dict):
-                problem = f"expected a JSON object, got {type(row).__name__}"
-                raise DatasetError(problem, path=path, line=line_no)
-            yield line_no, row
+    for line_no, text in _lines(path):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except RecursionError:
+            raise DatasetError(_TOO_DEEP, path=path, line=line_no) from None
+        except ValueError as err:  # JSONDecodeError, or an integer of over 4300 digits
+            problem = f"malformed JSON ({getattr(err, 'msg', err)})"
+            raise DatasetError(problem, path=path, line=line_no) from err
+        if not isinstance(row, dict):
+            problem = f"expected a JSON object, got {type(row).__name__}"
+            raise DatasetError(problem, path=path, line=line_no)
+        _check_row(row, path=path, line=line_no, unit="line")
+        yield line_no, row
 
 
 def _read_parquet(path: Path) -> Iterator[Record]:
+    """Yield ``(row_index, row)``, 0-based; rows are checked as JSONL lines (see read_jsonl)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    yield from enumerate(pq.read_table(path).to_pylist())
+    try:
+        table = pq.read_table(path)
+    except pa.ArrowException as err:
+        raise DatasetError(f"unreadable Parquet ({err})", path=path) from err
+    for index, row in enumerate(table.to_pylist()):
+        # default=str: dates and bytes count at about their size as text.
+        _json_line(row, path=path, line=index, unit="row", default=str)
+        yield index, row
 
 
 def _records(path: Path) -> tuple[Iterator[Record], str]:
@@ -423,6 +548,12 @@ def write_jsonl(rows: Iterable[dict], path: Path | str) -> int:
     Rows go to a temporary file in the same folder that replaces ``path`` only once complete,
     so a failure mid-write (including one raised by a ``rows`` generator) leaves any previous
     file intact and no temporary file behind.
+
+    Raises:
+        DatasetError: naming ``path``, the row (0-based) and the field, for a row that
+            :func:`read_jsonl` would refuse: a lone surrogate in a string or key, nesting deeper
+            than MAX_DEPTH, or a line over MAX_LINE_BYTES.
+        TypeError: for a value json cannot write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -430,9 +561,9 @@ def write_jsonl(rows: Iterable[dict], path: Path | str) -> int:
     os.close(fd)
     count = 0
     try:
-        with _open_text(tmp, "w", gz=path.name.endswith(".gz")) as f:
+        with _open_binary(tmp, "w", gz=path.name.endswith(".gz")) as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(_json_line(row, path=path, line=count, unit="row"))
                 count += 1
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600
         os.replace(tmp, path)

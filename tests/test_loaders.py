@@ -7,6 +7,7 @@ import json
 import pickle
 import re
 import sys
+import tracemalloc
 
 import pytest
 
@@ -168,6 +169,106 @@ def test_parquet_errors_name_row_and_field(tmp_path):
         load_rows(path)
 
 
+def _write_bytes(path, lines: list[bytes]):
+    data = b"\n".join(lines) + b"\n"
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+_DEEP = b'{"id": "b", "prompt": "p", "answer": "1", "extra": ' + b"[" * 150 + b"]" * 150 + b"}"
+_DIGITS = b'{"id": "b", "n": ' + b"9" * 5000 + b"}"  # over int's 4300 digits: a ValueError
+
+
+@pytest.mark.parametrize("name, line, problem", [
+    ("utf8.jsonl", b'{"id": "b", "prompt": "\xff"}', "not UTF-8: invalid start byte at byte 23"),
+    ("utf8.jsonl.gz", b'{"id": "b", "prompt": "\xe9t\xe9"}', "not UTF-8: invalid continuation"),
+    ("deeper.jsonl", b"[" * 5000 + b"]" * 5000, "nested deeper than MAX_DEPTH (100 levels)"),
+    ("deep.jsonl", _DEEP, "field 'extra[0][0][0]"),  # 150 levels: json reads it, the check refuses
+    ("digits.jsonl", _DIGITS, "malformed JSON (Exceeds the limit"),
+])
+def test_unreadable_line_names_file_and_line(tmp_path, name, line, problem):
+    path = _write_bytes(tmp_path / name, [GOOD.encode(), line, GOOD.encode()])
+    with pytest.raises(DatasetError) as info:
+        load_rows(path)
+    assert info.value.line == 2  # the first bad line, not a bare UnicodeDecodeError/RecursionError
+    assert f"{name} line 2: " in str(info.value) and problem in str(info.value)
+
+
+def test_nesting_limit_is_exact(tmp_path):
+    def row(levels):  # the row itself is level 1
+        lists = levels - 1
+        return '{"id": "a", "prompt": "p", "answer": "1", "x": ' + "[" * lists + "]" * lists + "}"
+
+    assert len(load_rows(_write_lines(tmp_path / "ok.jsonl", [row(loaders.MAX_DEPTH)]))) == 1
+    with pytest.raises(DatasetError, match=r"line 1: field 'x(\[0\]){99}' nested deeper than MAX_"):
+        load_rows(_write_lines(tmp_path / "deep.jsonl", [row(loaders.MAX_DEPTH + 1)]))
+
+
+def test_lone_surrogate_names_dotted_field(tmp_path):
+    pair = '{"role": "user", "content": "ok \\ud83d\\ude00"}'  # an escaped pair: one emoji, fine
+    lone = '{"role": "assistant", "content": "x\\ud800"}'
+    line = '{"id": "b", "prompt": "p", "answer": "1", "messages": [' + pair + ", " + lone + "]}"
+    path = _write_lines(tmp_path / "s.jsonl", [GOOD, line])
+    with pytest.raises(DatasetError) as info:
+        load_rows(path)
+    assert (info.value.line, info.value.field) == (2, "messages[1].content")
+    expected = "s.jsonl line 2: field 'messages[1].content' has a lone surrogate U+D800"
+    assert expected in str(info.value)
+
+    path = _write_lines(tmp_path / "k.jsonl", ['{"\\udc00k": 1, ' + GOOD[1:]])
+    with pytest.raises(DatasetError) as info:
+        next(read_jsonl(path))
+    assert info.value.field == "\\udc00k"  # escaped, so the message itself is printable
+    assert "(a key) has a lone surrogate U+DC00" in str(info.value)
+    str(info.value).encode("utf-8")
+
+
+@pytest.mark.parametrize("name", ["long.jsonl", "long.jsonl.gz"])
+def test_overlong_line_refused_in_bounded_memory(tmp_path, name):
+    limit = loaders.MAX_LINE_BYTES
+    head = b'{"id": "a", "prompt": "p", "answer": "1", "pad": "'
+    at_limit = head + b"x" * (limit - len(head) - 2) + b'"}'
+    assert len(load_rows(_write_bytes(tmp_path / name, [at_limit]))) == 1  # exactly the limit
+
+    path = _write_bytes(tmp_path / name, [GOOD.encode(), b"x" * (4 * limit), GOOD.encode()])
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match=f"{name} line 2: longer than MAX_LINE_BYTES"):
+            load_rows(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * limit  # the 32 MiB line was never held whole (readline copies once)
+
+
+def test_corrupt_files_name_file(tmp_path):
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(gzip.compress((GOOD + "\n").encode() * 1000)[:-50])  # truncated download
+    with pytest.raises(DatasetError, match=r"cut.jsonl.gz line \d+: corrupt gzip data"):
+        list(read_jsonl(path))
+    path = tmp_path / "junk.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(DatasetError, match="junk.parquet: unreadable Parquet"):
+        load_rows(path)
+
+
+def test_nan_literals_only_in_extra_columns(tmp_path):
+    ok = '{"id": "a", "prompt": "p", "answer": "1", "score": NaN, "hi": Infinity}'
+    row = load_rows(_write_lines(tmp_path / "ok.jsonl", [ok]))[0]
+    assert row["score"] != row["score"] and row["hi"] == float("inf")  # Python's JSON dialect
+    bad = '{"id": "a", "prompt": "p", "answer": NaN}'
+    with pytest.raises(DatasetError, match="line 1: field 'answer' must be a string, got float"):
+        load_rows(_write_lines(tmp_path / "bad.jsonl", [bad]))
+
+
+def test_parquet_row_over_line_limit_names_row(tmp_path):
+    big = "é" * (loaders.MAX_LINE_BYTES // 2)  # within the limit in characters, over it in bytes
+    path = _write_parquet(tmp_path / "big.parquet", [{"prompt": "a", "answer": "1"},
+                                                     {"prompt": big, "answer": "2"}])
+    with pytest.raises(DatasetError, match="big.parquet row 1: longer than MAX_LINE_BYTES"):
+        load_rows(path)
+
+
 def test_dataset_error_pickles():
     err = DatasetError("missing", path="f.jsonl", line=4, field="answer")
     back = pickle.loads(pickle.dumps(err))
@@ -248,6 +349,27 @@ def test_write_jsonl_is_atomic(tmp_path):
         write_jsonl([{"id": "x"}, {"id": object()}], path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_write_jsonl_refuses_rows_read_jsonl_would_refuse(tmp_path):
+    path = tmp_path / "out.jsonl.gz"
+    write_jsonl([{"id": "old"}], path)
+    before = path.read_bytes()
+    bad = {"id": "b", "messages": [{"content": "cut emoji \ud83d"}]}
+    with pytest.raises(DatasetError) as info:
+        write_jsonl([{"id": "a"}, bad], path)
+    assert (info.value.line, info.value.field) == (1, "messages[0].content")
+    expected = "out.jsonl.gz row 1: field 'messages[0].content' has a lone surrogate U+D83D"
+    assert expected in str(info.value)
+    deep: list = []
+    for _ in range(loaders.MAX_DEPTH):
+        deep = [deep]
+    with pytest.raises(DatasetError, match="row 0: field 'x(\\[0\\]){99}' nested deeper"):
+        write_jsonl([{"x": deep}], path)
+    with pytest.raises(DatasetError, match="row 0: longer than MAX_LINE_BYTES"):
+        write_jsonl([{"x": "x" * loaders.MAX_LINE_BYTES}], path)
+    assert path.read_bytes() == before  # old content intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl.gz"]  # no temp file left
 
 
 # --- spec resolution ------------------------------------------------------------------------
