@@ -65,3 +65,48 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, **kwargs):
         env.pop(key, None)
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+# --- the fault table (docs/RELIABILITY.md) ------------------------------------------------------
+
+_FAULTS: list[dict] = []
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reliability-table", metavar="PATH", default=None,
+                     help="write the table of the `fault` tests that ran (docs/RELIABILITY.md)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fault(fault, injected, survives): a fault injected for real "
+                            "(a row of docs/RELIABILITY.md)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("fault")
+    if marker and (report.when == "call" or report.outcome != "passed"):
+        _FAULTS.append({**marker.kwargs, "test": item.nodeid, "outcome": report.outcome,
+                        "seconds": getattr(report, "duration", 0.0)})
+
+
+def pytest_sessionfinish(session):
+    path = session.config.getoption("--reliability-table")
+    if not path or not _FAULTS:
+        return
+    import datetime
+    import platform
+
+    lines = ["# Reliability: faults injected for real, and what survived", "",
+             "Written by `make reliability` (pytest -m fault --reliability-table docs/RELIABILITY.md) "
+             f"on {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} CPUs. Each row is a test; "
+             "it passes only when what the last column names survived.", "",
+             "| fault | how it was injected | what survives | test | outcome | s |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in _FAULTS:
+        lines.append(f"| {row.get('fault', '')} | {row.get('injected', '')} | {row.get('survives', '')} | "
+                     f"`{row['test']}` | {row['outcome']} | {row['seconds']:.1f} |")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")
