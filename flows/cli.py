@@ -65,6 +65,7 @@ def cmd_launch(argv: list[str]) -> None:
     import shlex
 
     from infra import launch
+    from infra.logs import scrub
 
     parser = argparse.ArgumentParser(prog="r1flow launch", description=cmd_launch.__doc__)
     parser.add_argument("stage", help="NAME or NAME@ITEM")
@@ -79,7 +80,7 @@ def cmd_launch(argv: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if changes.get(k, v) != ""}
     env.update({k: v for k, v in changes.items() if v})
     shown = " ".join(f"{k}={v}" for k, v in changes.items()) + (" " if changes else "") + shlex.join(cmd)
-    print(f"r1flow launch: {shown}", flush=True)
+    print(f"r1flow launch: {scrub(shown)}", flush=True)
     if not args.dry_run:
         os.execve(cmd[0], cmd, env)
 
@@ -120,6 +121,7 @@ def cmd_run(argv: list[str]) -> None:
         params.setdefault(stage, {})[field] = value
     from flows.pipeline import check_overrides, load_recipe, r1_pipeline
     from infra import tracking
+    from infra.logs import scrub
 
     try:  # a bad recipe or --set value fails here, before any server starts
         if args.recipe:
@@ -137,7 +139,7 @@ def cmd_run(argv: list[str]) -> None:
     print(f"Run {result['run']}: outputs in artifacts/ (a copy of {result['workspace']}/artifacts), "
           f"lineage on branch {result['branch']} ({result['commit'][:10]}).")
     print("Prefect UI:  .venv/bin/prefect server start   (then http://127.0.0.1:4200)")
-    print(f"MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {tracking.tracking_uri()}   (then http://127.0.0.1:5000)")
+    print(f"MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {scrub(tracking.tracking_uri())}   (then http://127.0.0.1:5000)")
 
 
 def cmd_serve(argv: list[str]) -> None:

@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from infra import launch, tracking
 from infra.config import load_params, load_yaml
 from infra.dag import stage_graph
+from infra.logs import scrub_log_records
 from tasks.stages import run_stage, retries_for
 from tasks.tracking import close_pipeline_run, open_pipeline_run
 from tasks.workspace import create_workspace, publish
@@ -274,6 +275,7 @@ def r1_pipeline(
         stages: run only these stages (names, or NAME@ITEM for one item of a foreach stage) and
             reuse the others from DVC's cache; empty = all.
     """
+    scrub_log_records()  # what Prefect shows in the terminal and the UI
     logger = get_run_logger()
     # The flow-run name plus 8 characters of its id: unique even if two runs share a name.
     run_name = f"{flow_run.name}-{str(flow_run.id)[:8]}" if flow_run.id else "local"
@@ -308,5 +310,6 @@ def stage_flow(stage: str, workspace: str, force: bool = False) -> dict:
         workspace: the run's workspace folder (.r1flow/workspaces/<run>).
         force: run even if DVC considers the stage up to date.
     """
+    scrub_log_records()
     return run_stage.with_options(retries=retries_for(stage))(stage, workspace, None, tracking.tracking_uri(),
                                                               force=force)

@@ -1,4 +1,9 @@
-"""Subprocesses whose output is streamed line by line (into a Prefect log, for one)."""
+"""Subprocesses whose output is streamed line by line (into a Prefect log, for one).
+
+Every line a caller sees, and the command and output in a :class:`CommandError`, are
+:func:`infra.logs.scrub`-bed: a stage that logs its tracking URI or a credential variable
+does not put the secret into the Prefect log or an error message.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,18 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from infra.logs import scrub, secret_values
+
 
 class CommandError(RuntimeError):
-    """A command exited non-zero; the message carries its last output lines."""
+    """A command exited non-zero; the message carries its last output lines. The command and
+    lines are kept scrubbed: the error travels into logs and Prefect's task-run state."""
 
     def __init__(self, cmd: list[str], returncode: int, tail: list[str]):
-        self.cmd, self.returncode, self.tail = cmd, returncode, tail
-        last = "\n".join(tail[-20:])
-        super().__init__(f"`{' '.join(cmd)}` exited with {returncode}; last output:\n{last}")
+        self.cmd, self.returncode = [scrub(arg) for arg in cmd], returncode
+        self.tail = [scrub(line) for line in tail]
+        last = "\n".join(self.tail[-20:])
+        super().__init__(f"`{' '.join(self.cmd)}` exited with {returncode}; last output:\n{last}")
 
 
 def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -31,13 +40,16 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None,
            on_line: Callable[[str], None] = lambda line: None, keep: int = 200) -> list[str]:
-    """Run ``cmd``, calling ``on_line`` for every output line (stdout and stderr merged).
+    """Run ``cmd``, calling ``on_line`` for every output line (stdout and stderr merged),
+    scrubbed of credentials.
 
     Returns the last ``keep`` lines; raises :class:`CommandError` on a non-zero exit.
     Carriage-return progress updates count as lines, so progress bars stream too.
     """
     tail: collections.deque[str] = collections.deque(maxlen=keep)
-    with subprocess.Popen(cmd, cwd=cwd, env=env or tool_env(), stdout=subprocess.PIPE,
+    env = env or tool_env()
+    secrets = secret_values(env)  # the child's credentials, read once, not once a line
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
         buffer = b""
@@ -45,12 +57,11 @@ def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None
             buffer += chunk
             *lines, buffer = buffer.replace(b"\r", b"\n").split(b"\n")
             for raw in lines:
-                line = raw.decode(errors="replace").rstrip()
-                if line:
+                if line := scrub(raw.decode(errors="replace").rstrip(), secrets):
                     tail.append(line)
                     on_line(line)
         if buffer.strip():
-            tail.append(buffer.decode(errors="replace").rstrip())
+            tail.append(scrub(buffer.decode(errors="replace").rstrip(), secrets))
             on_line(tail[-1])
         returncode = proc.wait()
     if returncode:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from infra import launch, tracking
 from infra.config import config_help, load_stage_config, to_dict
 from infra.io import write_json
-from infra.logs import setup_logging
+from infra.logs import redact, setup_logging
 from infra.steplog import forward_to
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: li
     cfg = load_stage_config(config_cls, name, args.params, args.overrides)
     item = getattr(cfg, "item", "")
     instance, out = f"{name}@{item}" if item else name, stage_dir(name, item)
-    log.info("stage %s config: %s", instance, to_dict(cfg))
+    log.info("stage %s config: %s", instance, redact(to_dict(cfg)))  # key-named secrets too
     started = time.time()
     tags = {"r1flow.reproduces": os.environ["R1FLOW_REPRODUCES"]} if os.environ.get("R1FLOW_REPRODUCES") else {}
     with tracking.stage_run(instance, to_dict(cfg), tags=tags) as mlrun, forward_to(mlrun.log_step):

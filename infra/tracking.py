@@ -10,9 +10,9 @@ Every run records its git commit (``git.commit``, ``git.dirty``), ``r1flow.stage
 ``r1flow.params_hash`` (sha256 of the canonical JSON of the redacted params), so
 two runs with the same hash and commit ran the same code on the same config.
 
-Secrets never reach MLflow: params, tags, tables and text artifacts pass through
-:func:`redact` / :func:`scrub_text`, which mask credential-named keys and the values of the
-credential variables in :data:`SECRET_ENV`.
+Secrets never reach MLflow: params, tags, tables, the error tag and text artifacts pass
+through :func:`infra.logs.redact` / :func:`infra.logs.scrub` (credential-named keys, the
+values of credential variables, URL passwords), and the tracking URI is logged scrubbed.
 
 Everything here talks to the store through an explicit ``MlflowClient`` (never the fluent,
 process-global active run), so a Prefect process can hold a parent run while stages log
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from infra import launch
+from infra.logs import redact, scrub, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,8 @@ PARENT_ENV = "R1FLOW_PARENT_RUN_ID"
 EXPERIMENT_ENV = "R1FLOW_EXPERIMENT"
 DEFAULT_EXPERIMENT = "r1flow"
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+_SUPPRESS_URL_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
-# Credential variables whose values are masked wherever they appear in logged text.
-SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD",
-              "MLFLOW_TRACKING_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "PREFECT_API_KEY")
-MASK = "***"
-# Credential-like key names, as whole words of the key ("hf_token", "apiKey", "db.password"),
-# so that hyperparameters such as max_new_tokens, tokenizer or pad_token_id are not masked.
-_SECRET_KEY = re.compile(
-    r"(?i)(?<![a-z])(secret|password|passwd|token(?!_?ids?(?![a-z]))|credentials?|access_?key"
-    r"|api_?key|private_?key)(?![a-z])")
-_MIN_SUBSTRING_SECRET = 4  # shorter secret values are masked only on an exact match
 # Which text artifacts are scanned for secret values (checkpoints and other binaries are not).
 _TEXT_SUFFIXES = {".json", ".jsonl", ".yaml", ".yml", ".txt", ".md", ".csv", ".log", ".html",
                   ".toml", ".cfg", ".ini", ".py", ".sh", ".env"}
@@ -84,10 +76,21 @@ def experiment_name() -> str:
 
 
 def client():
-    """An ``MlflowClient`` on :func:`tracking_uri`."""
+    """An ``MlflowClient`` on :func:`tracking_uri`.
+
+    When the URI carries a credential (``http://user:password@host``), MLflow's own "View run
+    ... at <url>" lines are switched off: ``MlflowClient.set_terminated`` writes them straight
+    to stdout, built from the URI with its password, unless
+    ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` is true (mlflow 3.17
+    tracking/_tracking_service/client.py, ``_log_url``). r1flow logs each run's id and the
+    scrubbed URI instead.
+    """
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri())
+    uri = tracking_uri()
+    if scrub(uri) != uri:
+        os.environ[_SUPPRESS_URL_ENV] = "true"
+    return MlflowClient(tracking_uri=uri)
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -119,45 +122,6 @@ def experiment_id(mlflow_client=None, name: str | None = None) -> str:
         log.warning("MLflow experiment %r was deleted; restoring it", name)
         mlflow_client.restore_experiment(exp.experiment_id)
     return exp.experiment_id
-
-
-# ----------------------------------------------------------------------------- secrets
-
-
-def secret_values() -> list[str]:
-    """Current non-empty values of the :data:`SECRET_ENV` variables."""
-    return [v for name in SECRET_ENV if (v := os.environ.get(name))]
-
-
-def is_secret_key(key: Any) -> bool:
-    """Whether a key names a credential (``aws_secret_access_key``, ``hfToken``, ``password``)."""
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key))
-    return bool(_SECRET_KEY.search(words))
-
-
-def scrub_text(text: str, secrets: list[str] | None = None) -> str:
-    """``text`` with every occurrence of a secret value replaced by ``***``."""
-    secrets = secret_values() if secrets is None else secrets
-    for secret in sorted(secrets, key=len, reverse=True):
-        if text == secret:
-            return MASK
-        if len(secret) >= _MIN_SUBSTRING_SECRET:
-            text = text.replace(secret, MASK)
-    return text
-
-
-def redact(mapping: Any, secrets: list[str] | None = None) -> Any:
-    """A copy of ``mapping`` (nested dicts/lists) with credential-named keys' values and
-    secret env values (:data:`SECRET_ENV`, also inside longer strings) masked as ``***``."""
-    secrets = secret_values() if secrets is None else secrets
-    if isinstance(mapping, dict):
-        return {k: MASK if is_secret_key(k) and v not in (None, "") else redact(v, secrets)
-                for k, v in mapping.items()}
-    if isinstance(mapping, (list, tuple)):
-        return [redact(v, secrets) for v in mapping]
-    if isinstance(mapping, str):
-        return scrub_text(mapping, secrets)
-    return mapping
 
 
 # ----------------------------------------------------------------------------- names and values
@@ -257,7 +221,7 @@ def start_pipeline_run(name: str, tags: dict) -> str:
     """Open a parent run named ``name`` for one pipeline run and return its id; it stays
     RUNNING until :func:`end_run`. Stages become its children via ``$R1FLOW_PARENT_RUN_ID``."""
     run_id = _create_run(client(), name, {"r1flow.pipeline": name, **tags})
-    log.info("MLflow pipeline run %s (%s) at %s", name, run_id, tracking_uri())
+    log.info("MLflow pipeline run %s (%s) at %s", name, run_id, scrub(tracking_uri()))
     return run_id
 
 
@@ -311,7 +275,7 @@ def stage_run(stage: str, params: dict, *, tags: dict | None = None) -> Iterator
         "r1flow.stage": stage, "r1flow.params_hash": params_hash(safe), **(tags or {})},
         parent_run_id=os.environ.get(PARENT_ENV) or None)
     run = StageRun(mlflow_client, run_id)
-    log.info("MLflow run %s for stage %s at %s", run_id, stage, mlflow_client.tracking_uri)
+    log.info("MLflow run %s for stage %s at %s", run_id, stage, scrub(mlflow_client.tracking_uri))
     status = "FAILED"
     try:
         run.log_params(safe)
@@ -442,7 +406,7 @@ class StageRun:
     def note_error(self, err: BaseException) -> None:
         """Tag the run with the (scrubbed) exception that ended it."""
         with contextlib.suppress(Exception):
-            text = scrub_text(f"{type(err).__name__}: {err}")[:1000]
+            text = scrub(f"{type(err).__name__}: {err}")[:1000]
             self.client.set_tag(self.run_id, "r1flow.error", text)
 
     def close(self, status: str) -> None:
@@ -496,26 +460,26 @@ def _needs_scrub(path: Path, secrets: list[str]) -> bool:
     if path.suffix.lower() not in _TEXT_SUFFIXES or path.stat().st_size > _MAX_SCAN_BYTES:
         return False
     text = path.read_text(errors="replace")
-    return scrub_text(text, secrets) != text
+    return scrub(text, secrets) != text
 
 
 @contextlib.contextmanager
 def _scrubbed(path: Path) -> Iterator[Path]:
-    """``path`` itself when no text file in it holds a secret value, else a scrubbed copy."""
+    """``path`` itself when no text file in it holds a secret, else a scrubbed copy."""
     secrets = secret_values()
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
-    dirty = [p for p in files if _needs_scrub(p, secrets)] if secrets else []
+    dirty = [p for p in files if _needs_scrub(p, secrets)]
     if not dirty:
         yield path
         return
-    log.warning("masking secret values in %d artifact file(s) under %s", len(dirty), path)
+    log.warning("masking secrets in %d artifact file(s) under %s", len(dirty), path)
     with tempfile.TemporaryDirectory(prefix="r1flow-scrub-") as tmp:
         copy = Path(tmp) / path.name
         if path.is_dir():
             shutil.copytree(path, copy, symlinks=False)
             for p in dirty:
                 target = copy / p.relative_to(path)
-                target.write_text(scrub_text(p.read_text(errors="replace"), secrets))
+                target.write_text(scrub(p.read_text(errors="replace"), secrets))
         else:
-            copy.write_text(scrub_text(path.read_text(errors="replace"), secrets))
+            copy.write_text(scrub(path.read_text(errors="replace"), secrets))
         yield copy

@@ -8,6 +8,7 @@ import logging
 from prefect import task
 
 from infra import lineage, tracking
+from infra.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def open_pipeline_run(run_name: str, flow_run_id: str | None, ui_url: str | None
     if ui_url:
         tags["prefect.flow_run_url"] = ui_url
     if overrides:
-        tags["r1flow.overrides"] = json.dumps(overrides, sort_keys=True)
+        tags["r1flow.overrides"] = json.dumps(redact(overrides), sort_keys=True)  # keys masked too
     return tracking.start_pipeline_run(run_name, tags=tags)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from servers import mlflow_server, moto_s3  # noqa: F401  (pytest fixtures)
 
-from infra import tracking
+from infra import logs, tracking
 from infra.steplog import StepLog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ MARKER = "MARKER-s3cr3t-7f3a9c"
 def clean_env(monkeypatch, tmp_path):
     """No tracking settings or credentials inherited from the caller; cwd = tmp_path."""
     for name in ("MLFLOW_TRACKING_URI", tracking.PARENT_ENV, tracking.EXPERIMENT_ENV,
-                 "RANK", *tracking.SECRET_ENV, "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"):
+                 "RANK", *logs.SECRET_ENV, "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return monkeypatch
@@ -78,11 +79,11 @@ def test_metric_keys_are_valid_for_mlflow():
 
 def test_redact_masks_credentials_not_hyperparameters(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MARKER)
-    out = tracking.redact({
+    out = logs.redact({
         "aws_secret_access_key": "x", "hfToken": "y", "db": {"password": "z"},
         "max_new_tokens": 64, "tokenizer": "bpe", "pad_token_id": 0, "token_ids": [1], "url": f"s3://k:{MARKER}@host/b", "list": [MARKER],
     })
-    assert out["aws_secret_access_key"] == out["hfToken"] == out["db"]["password"] == tracking.MASK
+    assert out["aws_secret_access_key"] == out["hfToken"] == out["db"]["password"] == logs.MASK
     assert out["max_new_tokens"] == 64 and out["tokenizer"] == "bpe"
     assert out["pad_token_id"] == 0 and out["token_ids"] == [1]
     assert out["url"] == "s3://k:***@host/b" and out["list"] == ["***"]
@@ -179,6 +180,47 @@ def test_failing_stage_ends_failed(on_server):
     assert got.data.tags["r1flow.error"] == "RuntimeError: boom"
     assert [m.step for m in on_server.get_metric_history(run.run_id, "loss")] == [1]  # flushed
     assert "git.commit" not in got.data.tags  # tmp_path is not a git repo
+
+
+def test_error_tag_holds_no_password(clean_env, tmp_path):
+    url = f"http://ann:{MARKER}@mlflow.internal:5000"
+    with pytest.raises(ConnectionError):
+        with tracking.stage_run("sft", {"lr": 0.1}) as run:
+            raise ConnectionError(f"cannot reach {url}/api")
+    got = tracking.client().get_run(run.run_id)
+    assert got.info.status == "FAILED"
+    assert got.data.tags["r1flow.error"] == "ConnectionError: cannot reach http://ann:***@mlflow.internal:5000/api"
+
+
+LOGS_A_RUN = """
+import logging, os, warnings
+from infra import tracking
+from infra.logs import setup_logging
+
+setup_logging()
+parent = tracking.start_pipeline_run("pipeline", {})
+os.environ[tracking.PARENT_ENV] = parent
+with tracking.stage_run("sft", {"lr": 0.1}):
+    logging.getLogger("mlflow.store").info("tracking at %s", os.environ["MLFLOW_TRACKING_URI"])
+    warnings.warn("server " + os.environ["MLFLOW_TRACKING_URI"])
+tracking.end_run(parent)
+"""
+
+
+def test_password_in_tracking_uri_never_printed(clean_env, mlflow_server, tmp_path):  # noqa: F811
+    # MLflow's server does not check basic-auth credentials it was not told to, so the URI
+    # works; r1flow's INFO lines, MLflow's own lines and warnings all pass through the process.
+    uri = mlflow_server.replace("http://", f"http://ann:{MARKER}@")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri,
+           tracking.EXPERIMENT_ENV: "test-uri-password"}
+    done = subprocess.run([sys.executable, "-c", LOGS_A_RUN], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = mlflow_server.replace("http://", "http://ann:***@")
+    assert "MLflow pipeline run pipeline" in done.stderr and f"at {shown}" in done.stderr
+    assert f"tracking at {shown}" in done.stderr and f"UserWarning: server {shown}" in done.stderr
+    assert MARKER not in done.stdout + done.stderr
+    assert "View run" not in done.stdout  # MLflow would print the URI with its password
 
 
 def test_secrets_never_reach_mlflow(on_server, clean_env, tmp_path):
