@@ -16,7 +16,7 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export R1FLOW_SHARED_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: setup run test clean
+.PHONY: setup run test reliability clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The fault tests alone (they also run in `make test`), writing their table.
+reliability: setup
+	$(PY) -m pytest -q -m fault --reliability-table docs/RELIABILITY.md
 
 clean:
 	rm -rf artifacts .cache

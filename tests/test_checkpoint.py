@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import DIST_VARS
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    import torch
+    import pytest
+import torch
     from model import checkpoint
     from model.engine import make_engine
 
@@ -56,6 +58,10 @@ class _Planted:
         return (open, (str(self.marker), "w"))
 
 
+@pytest.mark.fault(fault="a planted, truncated or added file in a checkpoint; a crash before its manifest",
+                   injected="files of a saved DeepSpeed checkpoint replaced by a pickle that runs code, "
+                            "truncated, added, or the manifest removed",
+                   survives="resume from the newest intact tag (step 1, or 0 when none is); the planted pickle never runs")
 def test_a_damaged_checkpoint_is_never_loaded(tmp_path):
     saved = tmp_path / "saved"
     _run("save", str(saved))

@@ -23,7 +23,7 @@ import yaml
 
 from conftest import DIST_VARS, run_cli
 from model.rewards.sandbox import bwrap_path
-from presets import SMALL
+from test_stages import _project, _steps_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,17 +114,6 @@ STAGE_FLOW = textwrap.dedent("""
 """)
 
 
-def _project(folder: Path, **sections) -> Path:
-    folder.mkdir(parents=True)
-    params = {k: {**v, **sections.get(k, {})} for k, v in SMALL.items()}
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    return folder
-
-
-def _steps(project: Path) -> list[dict]:
-    return [json.loads(line) for line in (project / "artifacts" / "r1_zero" / "steps.jsonl").read_text().splitlines()]
-
-
 def _kill_when(path: Path, marker: bytes, deadline_s: float = 300) -> threading.Thread:
     """A thread that SIGKILLs every process whose command line holds ``marker`` once ``path``
     exists (the first checkpoint): the stage dies mid-run, as under an OOM killer."""
@@ -169,8 +158,43 @@ def test_killed_training_stage_resumes_under_prefects_retry(tmp_path, tiny_base)
     log = flow.stdout + flow.stderr
     assert "Retry" in log or "retry" in log, "the stage was never killed and retried"
     assert "resumed from checkpoint" in log
-    steps = _steps(killed)
-    assert [s["step"] for s in steps] == [s["step"] for s in _steps(straight)]  # none lost, none twice
-    for a, b in zip(steps, _steps(straight)):
+    steps = _steps_of(killed, "r1_zero")
+    assert [s["step"] for s in steps] == [s["step"] for s in _steps_of(straight, "r1_zero")]  # none lost, none twice
+    for a, b in zip(steps, _steps_of(straight, "r1_zero")):
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)  # the same trajectory
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+
+
+# --- the flow process killed, then run again ------------------------------------------------------
+
+
+@pytest.mark.fault(fault="kill -9 of the flow process",
+                   injected="SIGKILL to the Prefect flow running a 4-stage DVC DAG once its first stage is done",
+                   survives="the finished stage's outputs (same md5s); the same flow run again completes every stage")
+def test_killed_flow_run_again_keeps_finished_stages_and_completes(tmp_path):
+    from test_pipeline import DVC_YAML, FLOW, _project as toy_project
+
+    project = toy_project(tmp_path, DVC_YAML)
+    script = tmp_path / "flow.py"
+    script.write_text(FLOW)
+    env = _env(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect"), R1FLOW_PARALLEL="1",
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
+    flow = subprocess.Popen([sys.executable, str(script), str(project)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = project / "out" / "a.json"
+    deadline = time.monotonic() + 300
+    while not first.exists() and time.monotonic() < deadline and flow.poll() is None:
+        time.sleep(0.05)
+    flow.kill()
+    flow.wait()
+    assert first.exists() and not (project / "out" / "c.json").exists(), "the flow was not killed mid-DAG"
+    before = {name: md5 for name, md5 in _md5s(project / "out").items() if name.endswith(".json")}
+
+    again = subprocess.run([sys.executable, str(script), str(project)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert "RESULT ok" in again.stdout, again.stdout[-3000:] + again.stderr[-3000:]
+    after = _md5s(project / "out")
+    assert sorted(name for name in after if name.endswith(".json")) == ["a.json", "b_x.json", "b_y.json", "c.json"]
+    assert {name: after[name] for name in before} == before  # finished stages were not redone
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert sorted(lock["stages"]) == ["a", "b@x", "b@y", "c"]

@@ -364,6 +364,9 @@ def test_the_network_is_out_of_reach(how):
         os.killpg(0, signal.SIGKILL)
     """,
 ])
+@pytest.mark.fault(fault="a program that kills its parent, its group, every PID it sees",
+                   injected="os.kill / killpg with SIGKILL from inside the sandbox, beside two correct programs",
+                   survives="the trainer process; both sibling programs score 1.0")
 def test_the_caller_and_siblings_survive_a_killer(program):
     right = "```python\ndef f():\n    return 1\n```"
     tests = "def check(candidate):\n    assert candidate() == 1\n"
@@ -549,6 +552,10 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.fault(fault="1,000 hostile programs in a row through the code reward",
+                   injected="10 kinds x 100: kill -1, fork bomb, 4 GiB allocation, write to /usr, connect, "
+                            "an __eq__ that is always True, forged replies, recursion, C stack overflow, 64 MiB reply",
+                   survives="the trainer process; every score 0.0; no process left; no file outside the sandbox")
 def test_a_thousand_hostile_programs_in_a_row(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     programs = [f"```python\n{HOSTILE[i % len(HOSTILE)]}\n```" for i in range(1000)]

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pytest
 import yaml
 
-from conftest import DIST_VARS, run_cli
+from conftest import run_cli
 from presets import SMALL
 
 
@@ -56,39 +50,6 @@ def test_named_base_model_is_referenced_not_trained(tmp_path, tiny_base):
 
     assert factory.resolve(project / "artifacts" / "base" / "model") == str(tiny_base)
     assert factory.load_tokenizer(project / "artifacts" / "base" / "model").eos_token is not None
-
-
-def _steps(project: Path) -> list[dict]:
-    path = project / "artifacts" / "r1_zero" / "steps.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_killed_r1_zero_resumes_from_its_last_checkpoint(tmp_path, tiny_base):
-    straight = _project(tmp_path / "straight", r1_zero={"model": str(tiny_base)})
-    _ok(run_cli(["stage", "r1_zero"], straight))
-
-    killed = _project(tmp_path / "killed", r1_zero={"model": str(tiny_base)})
-    latest = killed / "artifacts" / "r1_zero" / "checkpoints" / "latest"
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "stage", "r1_zero"], cwd=killed, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not latest.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert latest.exists(), "no checkpoint was written before the deadline"
-    killed_at = len(_steps(killed))
-    assert killed_at < 8, "the run finished before it could be killed"
-
-    resumed = _ok(run_cli(["stage", "r1_zero"], killed))
-    assert "resumed from checkpoint" in resumed.stderr
-    steps = _steps(killed)
-    assert [s["step"] for s in steps] == list(range(1, 9))  # no step lost, none logged twice
-    for a, b in zip(steps, _steps(straight)):
-        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)  # the same trajectory
-        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
-    assert (killed / "artifacts" / "r1_zero" / "model" / "model.safetensors").is_file()
 
 
 def test_bad_dataset_names_file_line_and_field(tmp_path, tiny_base):
