@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.soak import HOSTILE, TESTS as SOAK_TESTS
 from infra import logs
 from model.rewards import harness, sandbox
 from model.rewards.code import GRACE_S, Job, code, run_job
@@ -538,30 +539,18 @@ def test_codec_round_trips_data_and_refuses_the_rest():
 
 # --- many in a row, and after the trainer -----------------------------------------------------------
 
-HOSTILE = [
-    "import os\nos.kill(-1, 9)\n",
-    "import os\nwhile True:\n    os.fork()\n",
-    "x = bytearray(4 << 30)\n",
-    "open('/usr/x', 'w')\n",
-    "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)\n",
-    "class A:\n    def __eq__(self, o):\n        return True\ndef f(*a):\n    return A()\n",
-    "import os\nos.write(4, b'{\"ok\": 8}\\n' * 99)\ndef f(*a):\n    os._exit(0)\n",
-    "def f(*a):\n    return f(*a)\n",
-    "import sys\nsys.setrecursionlimit(10**6)\ndef f(*a):\n    return f(*a)\n",
-    "def f(*a):\n    return 'x' * (64 << 20)\n",
-]
 
 
 @pytest.mark.fault(fault="1,000 hostile programs in a row through the code reward",
                    injected="10 kinds x 100: kill -1, fork bomb, 4 GiB allocation, write to /usr, connect, "
-                            "an __eq__ that is always True, forged replies, recursion, C stack overflow, 64 MiB reply",
+                            "an __eq__ that is always True, forged replies, recursion, C stack overflow, 9 MiB reply "
+                            "(benchmarks/soak.py HOSTILE)",
                    survives="the trainer process; every score 0.0; no process left; no file outside the sandbox")
 def test_a_thousand_hostile_programs_in_a_row(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     programs = [f"```python\n{HOSTILE[i % len(HOSTILE)]}\n```" for i in range(1000)]
-    tests = "def check(candidate):\n    assert candidate(3) == 9\n"
     before = set(Path("/tmp").iterdir())
-    scores = code(programs, tests=[tests] * len(programs), entry_point=["f"] * len(programs))
+    scores = code(programs, tests=[SOAK_TESTS] * len(programs), entry_point=["f"] * len(programs))
     assert scores == [0.0] * len(programs)
     assert list(tmp_path.iterdir()) == [] and set(Path("/tmp").iterdir()) <= before
     os.kill(os.getpid(), 0)
