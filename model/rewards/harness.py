@@ -41,6 +41,7 @@ import json
 import os
 import resource
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -127,7 +128,7 @@ def decode(data, resolve):
             return complex(*body)
         if tag == "r" and type(body) in (int, str):
             return resolve(body)
-    except (TypeError, ValueError) as error:  # unhashable keys, bad pairs, bad hex
+    except (TypeError, ValueError, OverflowError) as error:  # unhashable keys, bad pairs or hex, 1e400
         raise ValueError(f"bad {tag!r} value: {error}") from None
     raise ValueError(f"unknown tag {tag!r}")
 
@@ -241,7 +242,17 @@ class Channel:
         kind = getattr(builtins, name, None)
         if not (isinstance(kind, type) and issubclass(kind, Exception)):
             kind = RuntimeError
-        return kind(f"(in the program) {message}")
+        try:
+            return kind(f"(in the program) {message}")
+        except Exception:  # UnicodeDecodeError, ExceptionGroup, ... take other arguments
+            return RuntimeError(f"(in the program) {name[:80]}: {message}")
+
+    def time_out(self) -> None:
+        """At the job's deadline (SIGALRM): the judge's own work (decoding a reply, running
+        the tests) stops too, not only its waits on the candidate. The channel stays broken,
+        so test code that swallows the exception still cannot pass."""
+        self.broken = self.broken or Broken("timeout", "the job's time ran out in the judge")
+        raise self.broken
 
     def _remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -306,8 +317,8 @@ def run_tests(channel: Channel, preamble: str, tests: str, entry_point: str | No
         exec(compile(tests, "tests.py", "exec", dont_inherit=True), namespace)
         if entry_point:
             namespace["check"](Remote(channel, entry_point))
-    except Broken:
-        pass
+    except Broken as error:
+        channel.broken = channel.broken or error
     except BaseException as error:  # noqa: BLE001 - any failure of the tests is a fail
         if channel.broken is None:
             return ("memory" if channel.memory else "fail"), _message(error)
@@ -339,7 +350,9 @@ def judge(job: dict) -> dict:
         for fd in pass_fds:
             os.close(fd)
     channel = Channel(process, deadline)
+    signal.signal(signal.SIGALRM, lambda signum, frame: channel.time_out())
     try:
+        signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.monotonic()))
         reply = channel.request({"op": "load", "program": job["program"]})
         if "raised" in reply:
             error = channel.exception(reply)
@@ -348,10 +361,14 @@ def judge(job: dict) -> dict:
         reason, detail = run_tests(channel, job["preamble"], job["tests"], job["entry_point"], job["names"])
     except Broken as error:
         reason, detail = error.reason, error.detail
+    except Exception as error:  # noqa: BLE001 - a failure of the judge itself: never a pass
+        reason, detail = "invalid", f"judge: {_message(error)}"
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         process.kill()  # bwrap's death ends its PID namespace: the whole tree
         process.wait()
     return {"reason": reason, "detail": detail[:MAX_DETAIL_CHARS]}
+
 
 
 def _judge_main() -> None:
@@ -361,14 +378,17 @@ def _judge_main() -> None:
     import random
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for line in sys.stdin.buffer:
+    jobs, verdicts = os.fdopen(os.dup(0), "rb"), os.dup(1)  # private: tests that print or read
+    null = os.open(os.devnull, os.O_RDWR)  # input() get /dev/null, never a job or a verdict
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    for line in jobs:
         random.seed(0)
         try:
             verdict = judge(json.loads(line))
         except (SyntaxError, ValueError, RecursionError, MemoryError) as error:  # tests that do not parse
             verdict = {"reason": "fail", "detail": _message(error)}
-        sys.stdout.write(json.dumps(verdict) + "\n")
-        sys.stdout.flush()
+        _write_all(verdicts, json.dumps(verdict).encode() + b"\n")
 
 
 if __name__ == "__main__":

@@ -50,21 +50,42 @@ class SandboxUnavailable(RuntimeError):
 
 
 # Classic BPF for seccomp: (code, jump-if-true, jump-if-false, k), struct sock_filter.
-_LD_W_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_LD_W_ABS, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
 _ALLOW, _KILL = 0x7FFF0000, 0x80000000
 _EPERM, _ENOSYS = 0x00050000 | 1, 0x00050000 | 38
-# platform.machine() -> (AUDIT_ARCH_*, syscalls refused with EPERM, clone, clone3)
+# Syscalls refused with EPERM, by name; numbers per architecture below. New processes and
+# threads; kernel threads without clone (io_uring); memory outside RLIMIT_AS (memfd); the
+# kernel keyrings, which a sandbox would share with the trainer's uid; tracing and kernel
+# interfaces a program never needs; namespaces and mounts (defence in depth: no capabilities).
+REFUSED = ("fork", "vfork", "clone", "io_uring_setup", "io_uring_enter", "io_uring_register",
+           "memfd_create", "memfd_secret", "add_key", "request_key", "keyctl", "ptrace",
+           "process_vm_readv", "process_vm_writev", "pidfd_getfd", "userfaultfd", "perf_event_open",
+           "bpf", "open_by_handle_at", "mount", "umount2", "pivot_root", "unshare", "setns")
+# platform.machine() -> (AUDIT_ARCH_*, clone3, syscall numbers by name; none for aarch64's
+# missing fork and vfork)
 _ARCHES = {
-    "x86_64": (0xC000003E, (57, 58), 56, 435),  # fork, vfork; clone; clone3
-    "aarch64": (0xC00000B7, (), 220, 435),
+    "x86_64": (0xC000003E, 435, {
+        "fork": 57, "vfork": 58, "clone": 56, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "memfd_create": 319, "memfd_secret": 447, "add_key": 248,
+        "request_key": 249, "keyctl": 250, "ptrace": 101, "process_vm_readv": 310,
+        "process_vm_writev": 311, "pidfd_getfd": 438, "userfaultfd": 323, "perf_event_open": 298,
+        "bpf": 321, "open_by_handle_at": 304, "mount": 165, "umount2": 166, "pivot_root": 155,
+        "unshare": 272, "setns": 308}),
+    "aarch64": (0xC00000B7, 435, {
+        "clone": 220, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+        "memfd_create": 279, "memfd_secret": 447, "add_key": 217, "request_key": 218, "keyctl": 219,
+        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438,
+        "userfaultfd": 282, "perf_event_open": 241, "bpf": 280, "open_by_handle_at": 265,
+        "mount": 40, "umount2": 39, "pivot_root": 41, "unshare": 97, "setns": 268}),
 }
 
 
 def seccomp_filter(machine: str | None = None) -> bytes:
-    """The seccomp program bwrap loads (``--seccomp FD``): every syscall is allowed except new
-    processes and threads. ``fork``/``vfork``/``clone`` fail with EPERM, ``clone3`` with ENOSYS
-    (its flags sit behind a pointer that seccomp cannot read; glibc then tries ``clone``), and
-    any other ABI on the same CPU (x32, or a foreign architecture) kills the process.
+    """The seccomp program bwrap loads (``--seccomp FD``): every syscall is allowed except
+    those of :data:`REFUSED`, which fail with EPERM, and ``clone3``, which fails with ENOSYS
+    (its flags sit behind a pointer that seccomp cannot read; glibc then tries ``clone``). Any
+    other ABI on the same CPU (x32, i386's ``int 0x80``, a foreign architecture) kills the
+    process.
 
     Raises:
         SandboxUnavailable: for a machine other than x86_64 and aarch64.
@@ -72,14 +93,15 @@ def seccomp_filter(machine: str | None = None) -> bytes:
     machine = machine or platform.machine()
     if machine not in _ARCHES:
         raise SandboxUnavailable(f"no seccomp filter for the {machine} architecture")
-    arch, refused, clone, clone3 = _ARCHES[machine]
+    arch, clone3, numbers = _ARCHES[machine]
+    refused = [numbers[name] for name in REFUSED if name in numbers]
     program = [(_LD_W_ABS, 0, 0, 4), (_JEQ, 1, 0, arch), (_RET, 0, 0, _KILL), (_LD_W_ABS, 0, 0, 0)]
     if machine == "x86_64":
         program += [(_JGE, 0, 1, 0x40000000), (_RET, 0, 0, _KILL)]  # the x32 ABI
     program += [(_JEQ, 0, 1, clone3), (_RET, 0, 0, _ENOSYS)]
-    for number in (*refused, clone):
-        program += [(_JEQ, 0, 1, number), (_RET, 0, 0, _EPERM)]
-    program.append((_RET, 0, 0, _ALLOW))
+    # Each refused number jumps over the rest and the ALLOW to the final EPERM.
+    program += [(_JEQ, len(refused) - i, 0, number) for i, number in enumerate(refused)]
+    program += [(_RET, 0, 0, _ALLOW), (_RET, 0, 0, _EPERM)]
     return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
@@ -124,7 +146,7 @@ def bwrap_argv(bwrap: str) -> list[str]:
         "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
         *_root_binds(), "--ro-bind", HARNESS, "/r1flow/harness.py",
-        "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+        "--proc", "/proc", "--remount-ro", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
         "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp",
         "--seccomp", "SECCOMP_FD",
     ]
