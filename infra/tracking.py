@@ -291,6 +291,21 @@ def stage_run(stage: str, params: dict, *, tags: dict | None = None) -> Iterator
         run.close(status)
 
 
+class ArtifactUploadError(RuntimeError):
+    """An artifact did not reach the run's artifact store.
+
+    MLflow's own message names only the URL it gave up on, and a tracking server that proxies
+    artifacts (``--artifacts-destination``) answers 500, or drops the connection, when its
+    store fails: this says which file, which run, and where the cause is written.
+    """
+
+    def __init__(self, path: Path, run_id: str, uri: str, err: Exception):
+        super().__init__(scrub(
+            f"{path} was not stored in the artifacts of MLflow run {run_id} at {uri} "
+            f"({type(err).__name__}: {err}). A server that proxies artifacts fails like this when "
+            f"its artifact store (S3) does; the server's log names the cause."))
+
+
 class StageRun:
     """The open run of one stage: what a stage logs to MLflow (see :func:`stage_run`).
 
@@ -369,13 +384,21 @@ class StageRun:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Log a file, or a folder (under its own name unless ``artifact_path`` is given).
-        Text files that contain a secret value are uploaded scrubbed."""
+        Text files that contain a secret value are uploaded scrubbed. Raises
+        :class:`ArtifactUploadError` when the server fails it (after MLflow's HTTP retries:
+        ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``)."""
+        import requests
+        from mlflow.exceptions import MlflowException
+
         path = Path(path)
-        with _scrubbed(path) as upload:
-            if path.is_dir():
-                self.client.log_artifacts(self.run_id, str(upload), artifact_path or path.name)
-            else:
-                self.client.log_artifact(self.run_id, str(upload), artifact_path)
+        try:
+            with _scrubbed(path) as upload:
+                if path.is_dir():
+                    self.client.log_artifacts(self.run_id, str(upload), artifact_path or path.name)
+                else:
+                    self.client.log_artifact(self.run_id, str(upload), artifact_path)
+        except (MlflowException, requests.RequestException) as err:
+            raise ArtifactUploadError(path, self.run_id, self.client.tracking_uri, err) from err
 
     def log_curves(self, rows: list[dict], keys: list[str], name: str) -> str:
         """Plot ``keys`` of step rows (see :func:`infra.plots.plot_curves`) and log the PNG as

@@ -95,7 +95,10 @@ def publish(workspace: str, run_name: str) -> str:
     """Commit params.yaml + dvc.lock on ``runs/<run_name>`` and push outputs; returns the commit."""
     git("add", "params.yaml", "dvc.lock", cwd=workspace)
     git("commit", "-q", "--allow-empty", "-m", f"r1flow run {run_name}: params and dvc.lock", cwd=workspace)
-    run(["dvc", "push", "-q"], cwd=workspace)
+    # Not -q: it silences the error lines too ("failed to transfer '<md5>' - Could not connect
+    # to the endpoint URL: ..."), which are all a CommandError would have to say. A dead S3
+    # endpoint fails the push in about 15 s (botocore's 5 attempts; tests/test_s3_faults.py).
+    run(["dvc", "push"], cwd=workspace)
     commit = git("rev-parse", "HEAD", cwd=workspace)
     log.info("run %s published as %s on runs/%s", run_name, commit[:10], run_name)
     return commit

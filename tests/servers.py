@@ -6,11 +6,14 @@ Import the fixtures into a test module (pytest puts tests/ on sys.path)::
 
 Both are session-scoped subprocesses in their own process groups, so nothing they start
 outlives the session and moto's state is not shared with any in-process ``mock_aws``.
+A module that needs servers of its own (say, to cut the way to them) starts them with
+:func:`running_moto` and :func:`running_mlflow`.
 Nothing listens or connects anywhere but 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -21,6 +24,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -127,14 +131,13 @@ def stop_server(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def moto_s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 with one bucket: yields an :class:`S3Env`."""
+@contextlib.contextmanager
+def running_moto(folder: Path) -> Iterator[S3Env]:
+    """A moto S3 server on 127.0.0.1 (its log in ``folder``) with one new, empty bucket."""
     port = free_port()
     endpoint = f"http://{HOST}:{port}"
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
     proc = start_server("moto", [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-                        server_env({}), log_path, f"{endpoint}/moto-api/data.json", timeout=60)
+                        server_env({}), folder / "moto.log", f"{endpoint}/moto-api/data.json", timeout=60)
     try:
         s3 = S3Env(endpoint, f"r1flow-test-{uuid.uuid4().hex[:8]}")
         s3.client().create_bucket(Bucket=s3.bucket)
@@ -143,23 +146,39 @@ def moto_s3(tmp_path_factory):
         stop_server(proc)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(moto_s3, tmp_path_factory):
-    """``mlflow server`` (sqlite backend, artifacts proxied to ``s3://<bucket>/mlflow`` on
-    moto) on 127.0.0.1: yields its tracking URI. Clients need no AWS credentials."""
+@contextlib.contextmanager
+def running_mlflow(folder: Path, artifacts: str, s3_endpoint: str,
+                   extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 (sqlite backend and log in ``folder``) proxying artifacts
+    to ``artifacts`` (``s3://bucket/prefix``) on ``s3_endpoint``: yields its tracking URI."""
     port = free_port()
-    root = tmp_path_factory.mktemp("mlflow_server")
     cmd = [sys.executable, "-m", "mlflow", "server",
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--artifacts-destination", f"s3://{moto_s3.bucket}/mlflow",
+           "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+           "--artifacts-destination", artifacts,
            "--host", HOST, "--port", str(port), "--workers", "1"]
-    env = server_env({**FAKE_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": moto_s3.endpoint_url})
+    env = server_env({**FAKE_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, **(extra_env or {})})
     uri = f"http://{HOST}:{port}"
-    proc = start_server("mlflow", cmd, env, root / "server.log", f"{uri}/health", timeout=90)
+    proc = start_server("mlflow", cmd, env, folder / "server.log", f"{uri}/health", timeout=90)
     try:
         yield uri
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 with one bucket: yields an :class:`S3Env`."""
+    with running_moto(tmp_path_factory.mktemp("moto")) as s3:
+        yield s3
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(moto_s3, tmp_path_factory):
+    """``mlflow server`` (sqlite backend, artifacts proxied to ``s3://<bucket>/mlflow`` on
+    moto) on 127.0.0.1: yields its tracking URI. Clients need no AWS credentials."""
+    with running_mlflow(tmp_path_factory.mktemp("mlflow_server"), f"s3://{moto_s3.bucket}/mlflow",
+                        moto_s3.endpoint_url) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")
