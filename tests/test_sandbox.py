@@ -292,6 +292,37 @@ def test_files_outside_the_sandbox_cannot_be_changed(tmp_path, monkeypatch):
     assert not Path(f"/tmp/{marker}").exists() and not Path(f"/dev/shm/{marker}").exists()
 
 
+def test_the_trainers_code_and_interpreter_cannot_be_changed():
+    """The code the judge and later stages run: the harness, r1flow's modules, the interpreter's
+    standard library and site-packages (a sitecustomize.py there would run in every process).
+    The attempts are harmless when they succeed (append nothing, rename to itself, ...)."""
+    import json as json_module
+
+    harness_file = Path(harness.__file__).resolve()
+    targets = [str(harness_file), "/r1flow/harness.py", str(Path(code_module.__file__).resolve()),
+               json_module.__file__, str(Path(os.__file__).parent / "sitecustomize.py"),
+               str(Path(sys.prefix) / "lib" / "python3.11" / "site-packages" / "sitecustomize.py")]
+    before = {path: Path(path).read_bytes() if Path(path).exists() else None for path in targets}
+    program = f"""
+    import os
+    changed = []
+    for path in {targets!r}:
+        # each attempt changes nothing when it succeeds: success alone is the breach
+        for attempt in (lambda: open(path, "a").close(), lambda: os.rename(path, path),
+                        lambda: os.chmod(path, os.stat(path).st_mode), lambda: os.utime(path)):
+            try:
+                attempt()
+                changed.append(path)
+            except OSError:
+                pass
+    def f():
+        return changed
+    """
+    verdict = _judge(program, "def check(candidate):\n    assert candidate() == [], candidate()\n")
+    assert verdict.passed, verdict
+    assert {path: Path(path).read_bytes() if Path(path).exists() else None for path in targets} == before
+
+
 def test_the_work_folder_is_capped_as_a_whole():
     program = """
     import os
