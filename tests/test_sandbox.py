@@ -619,7 +619,7 @@ def _judges_of(trainer: subprocess.CompletedProcess) -> list[int]:
 # --- the red-team round of 2026-12-01 ---------------------------------------------------------------
 
 KERNEL = """
-import ctypes, os
+import ctypes, fcntl, os
 libc = ctypes.CDLL(None, use_errno=True)
 def attempt(action):
     try:
@@ -647,6 +647,11 @@ def syscall(*args):
     "syscall(248, b'user', b'planted', b'x', 1, ctypes.c_long(-3))",  # add_key
     "syscall(101, 16, 1, 0, 0)",  # ptrace(PTRACE_ATTACH, 1)
     "syscall(272, 0x20000)",  # unshare(CLONE_NEWNS)
+    "syscall(294, 0)",  # inotify_init1: instances count against the trainer uid's quota
+    # locks and leases on a host file bound in: the trainer would wait for the deadline
+    "(fcntl.flock(os.open('/r1flow/harness.py', os.O_RDONLY), fcntl.LOCK_EX), 'done')[1]",
+    "(fcntl.fcntl(os.open('/r1flow/harness.py', os.O_RDONLY), 1024, fcntl.F_RDLCK), 'done')[1]",
+    "(fcntl.lockf(os.open('/r1flow/harness.py', os.O_RDONLY), fcntl.LOCK_SH), 'done')[1]",
 ])
 def test_kernel_interfaces_are_out_of_reach(action):
     program = KERNEL + f"def f():\n    return attempt(lambda: {action})\n"
@@ -688,3 +693,34 @@ def test_the_judges_own_work_stops_at_the_deadline():
     start = time.monotonic()
     verdict = run_job(Job(program, "", "def check(candidate):\n    assert candidate(3) == 9\n", "f"), timeout=2.0)
     assert verdict.reason == "timeout" and time.monotonic() - start < 2.0 + 1.5, verdict
+
+
+# --- the second red-team round ------------------------------------------------------------------------
+
+
+def test_stop_iteration_cannot_end_the_tests_loop():
+    program = "```python\ndef is_even(n):\n    raise StopIteration\n```"
+    assert code([program], tests=["assert all(map(is_even, [2, 4, 6]))\n"]) == [0.0]
+
+
+def test_a_kept_judge_holds_nothing_of_finished_jobs():
+    program = "import os\nos.write(4, b'[' * (8 * 2**20 + 900000))\nos._exit(0)\n"
+    for _ in range(12):
+        assert run_job(Job(program, "", "def check(c):\n    assert c(3) == 9\n", "f")).reason == "invalid"
+    judge = code_module._take_judge()
+    try:
+        with open(f"/proc/{judge.process.pid}/status") as f:
+            resident_mb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+        open_fds = len(os.listdir(f"/proc/{judge.process.pid}/fd"))
+    finally:
+        code_module._IDLE_JUDGES.put(judge)
+    assert resident_mb < 60 and open_fds < 12, (resident_mb, open_fds)  # 12 jobs of 9 MB were read
+
+
+def test_a_program_too_long_to_parse_scores_zero_unparsed(caplog, monkeypatch):
+    monkeypatch.setattr(logs, "_WARNED", set())
+    program = "def f(x):\n    return x * x\n" + "x = 1\n" * (code_module.MAX_PROGRAM_CHARS // 6)
+    with caplog.at_level("WARNING", logger=code_module.__name__):
+        assert code([f"```python\n{program}```"], tests=["def check(c):\n    assert c(3) == 9\n"],
+                    entry_point=["f"], prompt=['def f(x):\n    """Square x."""\n']) == [0.0]
+    assert "MAX_PROGRAM_CHARS" in caplog.text

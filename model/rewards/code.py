@@ -65,6 +65,10 @@ DEFAULT_MEMORY_MB = 1024  # RLIMIT_AS; CPython itself needs ~30 MB
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # RLIMIT_FSIZE; the sandbox's whole tmpfs is as large
 GRACE_S = 5.0  # past a job's timeout before its judge is killed (the judge times out first)
 MAX_VERDICT_BYTES = 4096
+# Longest program (characters) the caller parses and sends: ast.parse of 1 MiB of code takes
+# seconds and ~600 MB, outside every limit of the sandbox. 32k tokens of reasoning and code
+# are about 128k characters.
+MAX_PROGRAM_CHARS = 256 * 1024
 
 # Test code by the column names of the datasets r1flow reads: r1flow, HumanEval, MBPP; the first
 # non-empty one of a row is used. SETUP_COLUMNS are MBPP's code to run before its asserts.
@@ -400,6 +404,10 @@ def _row_job(completion: Any, row: Mapping[str, Any], index: int) -> Job | float
             return 0.0
     code_text = extract_code(completion)
     if not code_text.strip():
+        return 0.0
+    if len(code_text) > MAX_PROGRAM_CHARS:
+        warn_once(logger, "program too long", "code reward: a program of %d characters (over "
+                  "MAX_PROGRAM_CHARS = %d) scored 0.0 without running", len(code_text), MAX_PROGRAM_CHARS)
         return 0.0
     return build_job(code_text, tests, entry_point or None, row.get("prompt"))
 

@@ -41,6 +41,7 @@ Its protocol uses private copies of its stdin and stdout; tests that print or re
 from __future__ import annotations
 
 import builtins
+import gc
 import json
 import os
 import resource
@@ -54,6 +55,9 @@ MAX_REPLY_BYTES = 8 * 1024 * 1024  # one reply; HumanEval's largest is a few KB
 MAX_DETAIL_CHARS = 300  # of an exception message in a reply or verdict
 REASONS = ("pass", "fail", "error", "timeout", "memory", "killed", "invalid", "sandbox")
 _TAGS = {"t": tuple, "s": set, "f": frozenset}
+# Raised by the program, these would end a loop of the tests (map, filter, all) as if it were
+# done; they arrive as RuntimeError, as PEP 479 does for generators.
+_CONTROL_FLOW = ("StopIteration", "StopAsyncIteration")
 
 
 class Broken(BaseException):
@@ -207,6 +211,7 @@ class Channel:
         self.process, self.deadline = process, deadline
         self.broken: Broken | None = None
         self.memory = False
+        self.live = True  # the job is running: the deadline's SIGALRM may interrupt it
         self._buffer = b""
         os.set_blocking(process.stdin.fileno(), False)
 
@@ -244,7 +249,7 @@ class Channel:
         name, message = str(reply["raised"]), str(reply["message"])[:MAX_DETAIL_CHARS]
         self.memory |= name == "MemoryError"
         kind = getattr(builtins, name, None)
-        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+        if not (isinstance(kind, type) and issubclass(kind, Exception)) or name in _CONTROL_FLOW:
             kind = RuntimeError
         try:
             return kind(f"(in the program) {message}")
@@ -254,9 +259,26 @@ class Channel:
     def time_out(self) -> None:
         """At the job's deadline (SIGALRM): the judge's own work (decoding a reply, running
         the tests) stops too, not only its waits on the candidate. The channel stays broken,
-        so test code that swallows the exception still cannot pass."""
-        self.broken = self.broken or Broken("timeout", "the job's time ran out in the judge")
-        raise self.broken
+        so test code that swallows the exception still cannot pass. Nothing once the job
+        is over (a signal handled late)."""
+        if self.live:
+            self.broken = self.broken or Broken("timeout", "the job's time ran out in the judge")
+            raise self.broken
+
+    def close(self) -> None:
+        """End the job: no more SIGALRM, the candidate killed (bwrap's death ends its PID
+        namespace: the whole tree) and reaped, the pipes and the buffer released, so that a
+        kept judge holds nothing of a finished job."""
+        self.live = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._buffer, self.broken = b"", None
 
     def _remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -353,7 +375,7 @@ def judge(job: dict) -> dict:
     finally:
         for fd in pass_fds:
             os.close(fd)
-    channel = Channel(process, deadline)
+    channel = _CURRENT[0] = Channel(process, deadline)
     signal.signal(signal.SIGALRM, lambda signum, frame: channel.time_out())
     try:
         signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.monotonic()))
@@ -368,10 +390,11 @@ def judge(job: dict) -> dict:
     except Exception as error:  # noqa: BLE001 - a failure of the judge itself: never a pass
         reason, detail = "invalid", f"judge: {_message(error)}"
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        process.kill()  # bwrap's death ends its PID namespace: the whole tree
-        process.wait()
+        channel.close()
     return {"reason": reason, "detail": detail[:MAX_DETAIL_CHARS]}
+
+
+_CURRENT: list[Channel | None] = [None]  # the job running, for _judge_main to end if need be
 
 
 
@@ -392,6 +415,12 @@ def _judge_main() -> None:
             verdict = judge(json.loads(line))
         except (SyntaxError, ValueError, RecursionError, MemoryError) as error:  # tests that do not parse
             verdict = {"reason": "fail", "detail": _message(error)}
+        except Broken as error:  # the deadline's signal, handled as judge() ended its job
+            verdict = {"reason": error.reason, "detail": error.detail}
+        if _CURRENT[0] is not None and _CURRENT[0].live:
+            _CURRENT[0].close()
+        _CURRENT[0] = None
+        gc.collect()  # a Broken's traceback holds the job's frames in a cycle
         _write_all(verdicts, json.dumps(verdict).encode() + b"\n")
 
 

@@ -16,7 +16,9 @@ PATH) with:
 - a seccomp filter (:func:`seccomp_filter`) that refuses new processes and threads (so the
   program is one single-threaded process and its rlimits bound the whole tree), io_uring
   (kernel threads without clone), memfd (memory outside RLIMIT_AS), the kernel keyrings
-  (shared by uid, so with the trainer), ptrace, bpf, perf events, mounts and namespaces;
+  (shared by uid, so with the trainer), ptrace, bpf, perf events, mounts and namespaces,
+  inotify and fanotify (instances count against the uid's quota), and file locks and leases
+  (a program owns the host files bound in when the trainer is root);
 - an empty environment (HOME, TMPDIR, PATH, LANG set), no inherited file descriptor;
   ``--die-with-parent`` and the PID namespace end everything when the judge kills it.
 
@@ -69,7 +71,12 @@ _EPERM, _ENOSYS = 0x00050000 | 1, 0x00050000 | 38
 REFUSED = ("fork", "vfork", "clone", "io_uring_setup", "io_uring_enter", "io_uring_register",
            "memfd_create", "memfd_secret", "add_key", "request_key", "keyctl", "ptrace",
            "process_vm_readv", "process_vm_writev", "pidfd_getfd", "userfaultfd", "perf_event_open",
-           "bpf", "open_by_handle_at", "mount", "umount2", "pivot_root", "unshare", "setns")
+           "bpf", "open_by_handle_at", "mount", "umount2", "pivot_root", "unshare", "setns",
+           "inotify_init", "inotify_init1", "inotify_add_watch", "fanotify_init", "flock")
+# fcntl commands refused: locks and leases on the host's files bound in (a program is their
+# owner, uid 0, when the trainer is root) would block the trainer until the job's deadline.
+FCNTL_REFUSED = {"F_SETLK": 6, "F_SETLKW": 7, "F_OFD_SETLK": 37, "F_OFD_SETLKW": 38,
+                 "F_SETLEASE": 1024, "F_NOTIFY": 1026}
 # platform.machine() -> (AUDIT_ARCH_*, clone3, syscall numbers by name; none for aarch64's
 # missing fork and vfork)
 _ARCHES = {
@@ -79,22 +86,25 @@ _ARCHES = {
         "request_key": 249, "keyctl": 250, "ptrace": 101, "process_vm_readv": 310,
         "process_vm_writev": 311, "pidfd_getfd": 438, "userfaultfd": 323, "perf_event_open": 298,
         "bpf": 321, "open_by_handle_at": 304, "mount": 165, "umount2": 166, "pivot_root": 155,
-        "unshare": 272, "setns": 308}),
+        "unshare": 272, "setns": 308, "inotify_init": 253, "inotify_init1": 294,
+        "inotify_add_watch": 254, "fanotify_init": 300, "flock": 73, "fcntl": 72}),
     "aarch64": (0xC00000B7, 435, {
         "clone": 220, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
         "memfd_create": 279, "memfd_secret": 447, "add_key": 217, "request_key": 218, "keyctl": 219,
         "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438,
         "userfaultfd": 282, "perf_event_open": 241, "bpf": 280, "open_by_handle_at": 265,
-        "mount": 40, "umount2": 39, "pivot_root": 41, "unshare": 97, "setns": 268}),
+        "mount": 40, "umount2": 39, "pivot_root": 41, "unshare": 97, "setns": 268,
+        "inotify_init1": 26, "inotify_add_watch": 27, "fanotify_init": 262, "flock": 32, "fcntl": 25}),
 }
 
 
 def seccomp_filter(machine: str | None = None) -> bytes:
     """The seccomp program bwrap loads (``--seccomp FD``): every syscall is allowed except
-    those of :data:`REFUSED`, which fail with EPERM, and ``clone3``, which fails with ENOSYS
-    (its flags sit behind a pointer that seccomp cannot read; glibc then tries ``clone``). Any
-    other ABI on the same CPU (x32, i386's ``int 0x80``, a foreign architecture) kills the
-    process.
+    those of :data:`REFUSED` and ``fcntl`` with a command of :data:`FCNTL_REFUSED`, which fail
+    with EPERM, and ``clone3``, which fails with ENOSYS (its flags sit behind a pointer that
+    seccomp cannot read; glibc then tries ``clone``). Any other ABI on the same CPU (x32,
+    i386's ``int 0x80``, a foreign architecture) kills the process. Little-endian machines
+    (``fcntl``'s command is read as the low word of ``args[1]``).
 
     Raises:
         SandboxUnavailable: for a machine other than x86_64 and aarch64.
@@ -108,8 +118,13 @@ def seccomp_filter(machine: str | None = None) -> bytes:
     if machine == "x86_64":
         program += [(_JGE, 0, 1, 0x40000000), (_RET, 0, 0, _KILL)]  # the x32 ABI
     program += [(_JEQ, 0, 1, clone3), (_RET, 0, 0, _ENOSYS)]
-    # Each refused number jumps over the rest and the ALLOW to the final EPERM.
-    program += [(_JEQ, len(refused) - i, 0, number) for i, number in enumerate(refused)]
+    commands = list(FCNTL_REFUSED.values())
+    m, c = len(refused), len(commands)
+    # Each refused number jumps to the final EPERM; fcntl loads its command and compares it;
+    # anything else falls through to ALLOW.
+    program += [(_JEQ, m + 2 + c - i, 0, number) for i, number in enumerate(refused)]
+    program += [(_JEQ, 0, c + 1, numbers["fcntl"]), (_LD_W_ABS, 0, 0, 24)]  # args[1], low word
+    program += [(_JEQ, c - j, 0, command) for j, command in enumerate(commands)]
     program += [(_RET, 0, 0, _ALLOW), (_RET, 0, 0, _EPERM)]
     return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
