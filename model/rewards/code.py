@@ -42,7 +42,6 @@ import os
 import queue
 import re
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -303,16 +302,7 @@ class _Judge:
         return Verdict(str(verdict["reason"]), str(verdict.get("detail", "")))
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        harness.end_process(self.process, group=True)  # the judge and the sandbox it started
 
 
 _IDLE_JUDGES: queue.SimpleQueue[_Judge] = queue.SimpleQueue()

@@ -271,13 +271,7 @@ class Channel:
         kept judge holds nothing of a finished job."""
         self.live = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        self.process.kill()
-        self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        end_process(self.process)
         self._buffer, self.broken = b"", None
 
     def _remaining(self) -> float:
@@ -319,6 +313,24 @@ class Channel:
         except subprocess.TimeoutExpired:
             return "output closed"
         return f"signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def end_process(process: subprocess.Popen, group: bool = False) -> None:
+    """SIGKILL ``process`` (its whole process group if ``group``), reap it, close its pipes."""
+    try:
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+    for stream in (process.stdin, process.stdout):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:
+            pass
 
 
 def free_names(source: str) -> set[str]:
