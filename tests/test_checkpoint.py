@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    import pytest
-import torch
+    import torch
     from model import checkpoint
     from model.engine import make_engine
 
