@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,12 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["base", "r1_zero", "evaluate@base", "evaluate@r1_zero"]
 
 
-def _request(method: str, url: str, body: dict | None = None) -> dict:
+def _request(method: str, url: str, body: dict | None = None, attempts: int = 5) -> dict:
+    """One Prefect API call, retried on 502/503 as Prefect's own client does
+    (PREFECT_CLIENT_MAX_RETRIES): a busy server answers 503 when its database is locked."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(req, timeout=30) as response:
-        return json.loads(response.read() or b"null")
+    for attempt in range(attempts):
+        try:
+            with opener.open(req, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            if error.code not in (502, 503) or attempt == attempts - 1:
+                raise
+            time.sleep(2 ** attempt)
 
 
 def make_project(dest: Path, params: dict) -> Path:
