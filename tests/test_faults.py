@@ -179,19 +179,27 @@ def test_killed_flow_run_again_keeps_finished_stages_and_completes(tmp_path):
     script.write_text(FLOW)
     env = _env(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect"), R1FLOW_PARALLEL="1",
                MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
+    # Its own process group: the flow alone is killed, and what it leaves (its temporary API
+    # server, a running stage) is cleaned up with the group at the end.
     flow = subprocess.Popen([sys.executable, str(script), str(project)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = project / "out" / "a.json"
-    deadline = time.monotonic() + 300
-    while not first.exists() and time.monotonic() < deadline and flow.poll() is None:
-        time.sleep(0.05)
-    flow.kill()
-    flow.wait()
-    assert first.exists() and not (project / "out" / "c.json").exists(), "the flow was not killed mid-DAG"
-    before = {name: md5 for name, md5 in _md5s(project / "out").items() if name.endswith(".json")}
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        first = project / "out" / "a.json"
+        deadline = time.monotonic() + 300
+        while not first.exists() and time.monotonic() < deadline and flow.poll() is None:
+            time.sleep(0.05)
+        flow.kill()
+        flow.wait()
+        assert first.exists() and not (project / "out" / "c.json").exists(), "the flow was not killed mid-DAG"
+        before = {name: md5 for name, md5 in _md5s(project / "out").items() if name.endswith(".json")}
 
-    again = subprocess.run([sys.executable, str(script), str(project)], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300)
+        again = subprocess.run([sys.executable, str(script), str(project)], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=300)
+    finally:
+        try:
+            os.killpg(flow.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     assert "RESULT ok" in again.stdout, again.stdout[-3000:] + again.stderr[-3000:]
     after = _md5s(project / "out")
     assert sorted(name for name in after if name.endswith(".json")) == ["a.json", "b_x.json", "b_y.json", "c.json"]
