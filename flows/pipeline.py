@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from infra import launch, tracking
+from infra import launch, schedule, tracking
 from infra.config import load_params, load_yaml
 from infra.dag import stage_graph
 from infra.logs import scrub_log_records
@@ -128,121 +126,44 @@ def _overrides(**values: Any) -> dict[str, dict]:
     return out
 
 
-def heights(graph: dict[str, list[str]]) -> dict[str, int]:
-    """Stages on the longest chain from each stage to the end of the DAG, itself included:
-    the higher, the sooner a stage should start (``graph`` in topological order)."""
-    below = {s: [t for t, ups in graph.items() if s in ups] for s in graph}
-    height: dict[str, int] = {}
-    for stage in reversed(list(graph)):
-        height[stage] = 1 + max((height[t] for t in below[stage]), default=0)
-    return height
-
-
-def allot(running: list[str], cores: int) -> dict[str, int]:
-    """Threads per running stage (``running`` in priority order): an equal share of the cores,
-    the remainder to the first ones, at least one each."""
-    share, extra = divmod(cores, max(1, len(running)))
-    return {stage: max(1, share + (i < extra)) for i, stage in enumerate(running)}
-
-
-def _write_allotment(folder: Path, threads: dict[str, int]) -> None:
-    for stage, n in threads.items():
-        tmp = folder / f".{stage}.tmp"
-        tmp.write_text(f"{n}\n")
-        os.replace(tmp, folder / stage)  # a stage reads either the old number or the new one
-
-
-def run_dag(workspace: str, parent_run_id: str, stages: list[str] | None) -> dict[str, dict]:
+def run_dag(workspace: str, parent_run_id: str | None, stages: list[str] | None) -> dict[str, dict]:
     """Run every wanted stage once its upstream stages are done; returns their metrics.
 
-    At most ``$R1FLOW_PARALLEL`` stages (default: the CPU cores) run at once; among the ready
-    ones, those heading the longest chain of stages start first. The cores are re-divided
-    whenever a stage starts or ends (``allot``; each stage follows its share through
-    ``$R1FLOW_THREADS_FILE``), so a stage left alone uses every core. After a failure no new
-    stage starts; the running ones finish, then the first error is raised.
+    Each stage is a Prefect task submitted with its upstream stages' futures as ``wait_for``,
+    so the flow run's graph is the stage DAG. The run's :class:`infra.schedule.Scheduler`
+    lets at most ``$R1FLOW_PARALLEL`` stages (default: the CPU cores) run at once, those
+    heading the longest chain first, each with the same fixed number of CPU threads. A stage
+    downstream of a failure never starts (Prefect marks it NotReady), nor does any other stage
+    after a failure; the running ones finish, then the first error is raised.
     """
-    graph = stage_graph(Path(workspace) / "dvc.yaml")
-    wanted = [s for s in graph if stages is None or s in stages or s.partition("@")[0] in stages]
-    folder = Path(tempfile.mkdtemp(prefix="r1flow-threads-"))
-    try:
-        return _run(graph, wanted, workspace, parent_run_id, folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _run(graph: dict[str, list[str]], wanted: list[str], workspace: str, parent_run_id: str,
-         folder: Path) -> dict[str, dict]:
     from prefect.futures import wait
 
-    height = heights(graph)
-    cores = launch.cpu_cores()
-    limit = max(1, int(os.environ.get("R1FLOW_PARALLEL", cores)))
+    graph = stage_graph(Path(workspace) / "dvc.yaml")
+    wanted = [s for s in graph if stages is None or s in stages or s.partition("@")[0] in stages]
+    limit = int(os.environ.get("R1FLOW_PARALLEL") or launch.cpu_cores())
+    scheduler = schedule.Scheduler(graph, wanted, limit=limit, cores=launch.cpu_cores())
+    log.info("stages %s, %d at a time, %d CPU threads each", wanted, scheduler.limit, scheduler.threads)
     uri = tracking.tracking_uri()
-    gpus = GpuSets(launch.launch_settings())
-    pending, running, results, errors = list(wanted), {}, {}, []
-    while running or (pending and not errors):
-        ready = sorted((s for s in pending if all(u in results or u not in wanted for u in graph[s])),
-                       key=lambda s: -height[s])
-        starting = [] if errors else gpus.admit(ready, max(0, limit - len(running)))
-        if starting:
-            order = sorted([*running, *starting], key=lambda s: -height[s])
-            _write_allotment(folder, allot(order, cores))
-            for stage in starting:
-                pending.remove(stage)
-                running[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
-                    stage, workspace, parent_run_id, uri, threads_file=str(folder / stage), gpus=gpus.held.get(stage))
-        if not running:
-            raise RuntimeError(f"stages {pending} wait for stages that never ran")
-        finished = wait(list(running.values()), timeout=1.0).done
-        ended = [s for s, f in running.items() if f in finished]
-        for stage in ended:
-            gpus.release(stage)
-            try:
-                results[stage] = running.pop(stage).result()
-            except Exception as err:  # noqa: BLE001 - re-raised once the running stages end
-                errors.append(err)
-        if ended and running:
-            _write_allotment(folder, allot(sorted(running, key=lambda s: -height[s]), cores))
+    futures = {}
+    with schedule.scheduling(workspace, scheduler):
+        for stage in wanted:  # topological order: every upstream future exists already
+            upstream = [futures[u] for u in graph[stage] if u in futures]
+            futures[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
+                stage, workspace, parent_run_id, uri, wait_for=upstream)
+        wait(list(futures.values()))
+    results, errors = {}, []
+    for stage, future in futures.items():
+        if future.state.is_completed():
+            results[stage] = future.result()
+        elif future.state.is_failed() or future.state.is_crashed():
+            errors.append((stage, future.state))
     if errors:
-        raise errors[0]
-    return {stage: results[stage] for stage in wanted}
-
-
-class GpuSets:
-    """Hands out the host's GPU sets (``infra.launch.gpu_sets``): a training or sampling stage
-    starts only when a set is free and holds it until it ends, so GPU stages run one at a time
-    per set while CPU-only stages start beside them. With a hostfile and no local GPUs, the
-    nodes are one set. On a host without GPUs every stage is a CPU stage and nothing waits
-    here."""
-
-    def __init__(self, settings: launch.LaunchSettings, gpus: list[str] | None = None):
-        self.settings = settings
-        # A hostfile job spans the nodes: one training stage on them at a time.
-        self.free = launch.gpu_sets(settings, gpus) or ([[]] if settings.hostfile else [])
-        self.held: dict[str, list[str]] = {}
-        self.gpu_host = bool(self.free)
-
-    def admit(self, ready: list[str], slots: int) -> list[str]:
-        """The stages of ``ready`` (in priority order) that start now, at most ``slots``; each
-        GPU stage among them takes a free set."""
-        starting = []
-        for stage in ready:
-            if len(starting) == slots:
-                break
-            if self._needs_gpu(stage):
-                if not self.free:
-                    continue
-                self.held[stage] = self.free.pop(0)
-            starting.append(stage)
-        return starting
-
-    def release(self, stage: str) -> None:
-        """Give back the set ``stage`` held, if any."""
-        if stage in self.held:
-            self.free.append(self.held.pop(stage))
-
-    def _needs_gpu(self, stage: str) -> bool:
-        return self.gpu_host and self.settings.kind(stage) != "cpu"
+        first = next((e for e in errors if e[0] == scheduler.failed), errors[0])
+        first[1].result()  # raises the stage's own exception
+    missing = [s for s in wanted if s not in results]
+    if missing:
+        raise RuntimeError(f"stages {missing} never ran (an upstream stage did not complete)")
+    return results
 
 
 @flow(name="r1-pipeline")
@@ -287,8 +208,9 @@ def r1_pipeline(
     for stage, values in (params or {}).items():
         overrides.setdefault(stage, {}).update(values)
     check_overrides(overrides, where="flow parameters")  # fails before a workspace is made
-    workspace = create_workspace(run_name, overrides)
-    parent = open_pipeline_run(run_name, flow_run.id, flow_run.ui_url, overrides)
+    created = create_workspace(run_name, overrides)
+    workspace = created["path"]
+    parent = open_pipeline_run(run_name, flow_run.id, flow_run.ui_url, overrides, created["uncommitted"])
     try:
         metrics = run_dag(workspace, parent, stages)
     except BaseException:

@@ -117,40 +117,6 @@ def prepare_cpu_deepspeed() -> None:
         table[name] = False
 
 
-# -- CPU threads shared between stages running side by side -----------------------------
-
-THREADS_ENV = "R1FLOW_THREADS_FILE"
-_threads_seen: dict[str, int] = {}
-
-
-def follow_threads() -> int | None:
-    """Use the number of CPU threads the pipeline currently allots this stage.
-
-    The DAG runner (flows/pipeline.py) writes the number into ``$R1FLOW_THREADS_FILE`` and
-    rewrites it whenever a stage starts or ends, so a stage left alone takes every core and
-    one sharing the machine gives some back. Training loops call this once a step (a stat
-    when nothing changed). Returns the count now in use; None (and no change) outside a
-    pipeline run or when the file is unreadable.
-    """
-    path = os.environ.get(THREADS_ENV)
-    if not path:
-        return None
-    try:
-        stamp = os.stat(path).st_mtime_ns
-        if _threads_seen.get("stamp") == stamp:
-            return _threads_seen["threads"]
-        threads = int(Path(path).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    import torch
-
-    if threads >= 1 and threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-        log.info("CPU threads: %d", threads)
-    _threads_seen.update(stamp=stamp, threads=threads)
-    return threads
-
-
 # -- which launcher runs a stage, on which devices ------------------------------------------
 
 @dataclass

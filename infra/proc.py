@@ -69,10 +69,11 @@ def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None
     return list(tail)
 
 
-def run(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None) -> str:
-    """Run ``cmd`` to completion and return its stdout; CommandError on failure."""
-    proc = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+def run(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None, input: str | None = None) -> str:
+    """Run ``cmd`` to completion (``input`` on its stdin, else none) and return its stdout;
+    CommandError on failure."""
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    proc = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, **stdin)
     if proc.returncode:
         raise CommandError(cmd, proc.returncode, (proc.stdout + proc.stderr).splitlines())
     return proc.stdout

@@ -5,7 +5,7 @@
 stage's MLflow run (a child of ``$R1FLOW_PARENT_RUN_ID`` inside a pipeline run),
 runs ``run(cfg)`` with every per-step metric streamed to that run, and writes
 ``artifacts/<stage>/metrics.json`` (what ``run`` returned), ``steps.json`` (the
-per-step metrics, for ``dvc plots``) and ``run.json`` (resolved config; ``compute_s``, the
+per-step metrics, for ``dvc plots``) and ``run.json`` (resolved config; CPU ``threads``; ``compute_s``, the
 time inside ``run``, and ``process_s``, the process's whole life up to the end).
 
 A DVC ``foreach`` stage runs once per item as ``r1flow stage NAME@ITEM``: its config has an
@@ -77,7 +77,10 @@ def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: li
     instance, out = f"{name}@{item}" if item else name, stage_dir(name, item)
     log.info("stage %s config: %s", instance, redact(to_dict(cfg)))  # key-named secrets too
     started = time.time()
-    tags = {"r1flow.reproduces": os.environ["R1FLOW_REPRODUCES"]} if os.environ.get("R1FLOW_REPRODUCES") else {}
+    threads = cpu_threads()
+    tags = {"r1flow.threads": str(threads)}  # the outputs depend on it: reproduce uses it again
+    if os.environ.get("R1FLOW_REPRODUCES"):
+        tags["r1flow.reproduces"] = os.environ["R1FLOW_REPRODUCES"]
     with tracking.stage_run(instance, to_dict(cfg), tags=tags) as mlrun, forward_to(mlrun.log_step):
         metrics = run(cfg)
         compute_s = time.time() - started
@@ -85,10 +88,18 @@ def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: li
             record(out, metrics)
             publish(mlrun, out, metrics)
             write_json(out / "run.json", {
-                "stage": instance, "config": to_dict(cfg), "started": started,
+                "stage": instance, "config": to_dict(cfg), "started": started, "threads": threads,
                 "compute_s": round(compute_s, 3), "process_s": round(_process_age(), 3)})
     log.info("stage %s done in %.1f s", instance, time.time() - started)
     return metrics
+
+
+def cpu_threads() -> int:
+    """The CPU threads torch computes with in this process (``OMP_NUM_THREADS`` when set, which
+    the pipeline fixes for a stage's life: infra/schedule.py)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def record(out: Path, metrics: dict) -> None:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from data.formatting import render_prompts
-from infra import launch
 from model.grpo import mixing_rate, reflection_rate
 from model.rewards import extract_answer, get_reward
 from model.rewards.code import extract_code, row_tests
@@ -72,7 +71,6 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
     lengths: list[int] = []
     device = next(model.parameters()).device
     for start in range(0, len(flat), protocol.batch_size):
-        launch.follow_threads()
         chunk = flat[start:start + protocol.batch_size]
         prompt_ids, prompt_mask = left_pad([ids[i] for i in chunk], tokenizer.pad_token_id)
         # Seeded per batch on CPU and CUDA alike (model.trainer.seeded_sampling keeps the GPU's fast path).

@@ -361,7 +361,6 @@ class Trainer:
         bar = tqdm(range(done + 1, total + 1), desc=self.desc, initial=done, total=total, mininterval=2,
                    disable=not is_main())
         for step in bar:
-            launch.follow_threads()
             metrics = self.train_step(step)
             if is_main():
                 self.steps(step, metrics)

@@ -14,25 +14,25 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from infra.launch import LAUNCH_FILE_ENV, THREADS_ENV, launch_settings
+from infra import schedule
+from infra.launch import LAUNCH_FILE_ENV, launch_settings
 from infra.proc import stream, tool_env
 
 PARENT_RUN_ENV = "R1FLOW_PARENT_RUN_ID"
 
 
-def stage_env(parent_run_id: str | None, tracking_uri: str, threads_file: str | None = None,
+def stage_env(parent_run_id: str | None, tracking_uri: str, threads: int | None = None,
               gpus: list[str] | None = None) -> dict[str, str]:
-    """Environment for a stage subprocess: project tools on PATH, the MLflow parent run, the
-    file holding its CPU thread allotment (stages running side by side share the cores;
-    see ``infra.launch.follow_threads``) and, on a GPU host, the GPU set it may use."""
+    """Environment for a stage subprocess: project tools on PATH, the MLflow parent run, its
+    CPU threads (``OMP_NUM_THREADS``, fixed for the stage's life: infra/schedule.py) and, on a
+    GPU host, the GPU set it may use."""
     # The launch file the runner read (absolute), so every stage of the run reads the same one,
     # not the copy committed in the run's workspace.
     extra = {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1", LAUNCH_FILE_ENV: launch_settings().source}
     if gpus:
         extra["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    if threads_file:
-        extra[THREADS_ENV] = threads_file
-        extra["OMP_NUM_THREADS"] = Path(threads_file).read_text().strip()
+    if threads:
+        extra["OMP_NUM_THREADS"] = str(threads)
     if parent_run_id:
         extra[PARENT_RUN_ENV] = parent_run_id
     env = tool_env(extra)
@@ -43,15 +43,16 @@ def stage_env(parent_run_id: str | None, tracking_uri: str, threads_file: str | 
 
 @task(task_run_name="{stage}", retry_delay_seconds=5)
 def run_stage(stage: str, workspace: str, parent_run_id: str | None, tracking_uri: str,
-              force: bool = False, threads_file: str | None = None, gpus: list[str] | None = None) -> dict:
+              force: bool = False) -> dict:
     """Reproduce ``stage`` (``NAME`` or ``NAME@ITEM``) in ``workspace``, streaming its output;
-    returns its metrics.json. ``force`` runs it even when DVC considers it up to date; ``gpus``
-    is the GPU set it may use (the runner hands out one set per GPU stage)."""
+    returns its metrics.json. ``force`` runs it even when DVC considers it up to date. Inside a
+    pipeline run it first waits for a slot of the run's scheduler (infra/schedule.py), which
+    gives its CPU threads and GPU set."""
     logger = get_run_logger()
     # DVC holds its repo lock only around bookkeeping, so stages of one workspace run side by side.
     cmd = ["dvc", "--wait-for-lock", "repro", "--single-item", stage] + (["--force"] if force else [])
-    stream(cmd, cwd=workspace,
-           env=stage_env(parent_run_id, tracking_uri, threads_file, gpus), on_line=logger.info)
+    with schedule.slot(workspace, stage) as (threads, gpus):
+        stream(cmd, cwd=workspace, env=stage_env(parent_run_id, tracking_uri, threads, gpus), on_line=logger.info)
     metrics_path = Path(workspace) / "artifacts" / stage.replace("@", "/") / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
 

@@ -14,9 +14,15 @@ log = logging.getLogger(__name__)
 
 
 @task(task_run_name="mlflow-open")
-def open_pipeline_run(run_name: str, flow_run_id: str | None, ui_url: str | None, overrides: dict) -> str:
-    """Start the parent run every stage run of this pipeline run nests under."""
-    tags = {"r1flow.run": run_name, "r1flow.branch": f"runs/{run_name}"}
+def open_pipeline_run(run_name: str, flow_run_id: str | None, ui_url: str | None, overrides: dict,
+                      uncommitted: list[str] | None = None) -> str:
+    """Start the parent run every stage run of this pipeline run nests under. ``uncommitted``:
+    files the launching checkout had changed (snapshotted on the run's branch): the run is
+    tagged ``git.dirty`` true and ``r1flow.uncommitted`` names them."""
+    tags = {"r1flow.run": run_name, "r1flow.branch": f"runs/{run_name}",
+            "git.dirty": str(bool(uncommitted)).lower()}
+    if uncommitted:
+        tags["r1flow.uncommitted"] = ", ".join(uncommitted)[:5000]
     if flow_run_id:
         tags["prefect.flow_run_id"] = str(flow_run_id)
     if ui_url:

@@ -2,9 +2,10 @@
 
 Two runs started at once from the Prefect UI each get their own worktree under
 ``.r1flow/workspaces/<run>`` on branch ``runs/<run>``, so they never write the same
-file; content-addressed outputs land in the one shared DVC cache. At the end the
-run's lineage (params.yaml, dvc.lock) is committed on its branch and its outputs
-are pushed to the DVC remote.
+file; content-addressed outputs land in the one shared DVC cache. The branch holds the
+code and params the run used (uncommitted changes of the launching checkout and the run's
+overrides as commits of their own); at the end dvc.lock is committed on it and the
+outputs are pushed to the DVC remote.
 
 The DVC remote is, in order: ``$R1FLOW_DVC_REMOTE`` (any DVC URL, e.g.
 ``s3://bucket/prefix``; S3 endpoints come from ``$AWS_ENDPOINT_URL_S3`` or
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import yaml
@@ -74,27 +74,44 @@ def apply_overrides(params_path: Path, overrides: dict[str, dict]) -> None:
 
 
 @task(task_run_name="workspace")
-def create_workspace(run_name: str, overrides: dict[str, dict], source: str = ".") -> str:
-    """A fresh worktree on branch ``runs/<run_name>`` with this run's params.yaml."""
+def create_workspace(run_name: str, overrides: dict[str, dict], source: str = ".") -> dict:
+    """A fresh worktree on branch ``runs/<run_name>``; returns ``{"path": folder,
+    "uncommitted": [files]}``.
+
+    The branch starts at the launching checkout's HEAD. Changes to tracked files not yet
+    committed there (an edited params.yaml, a patched module) are snapshotted into one commit
+    on the run's branch, so the run uses exactly what the checkout holds and its lineage can
+    be checked out again; ``uncommitted`` names them (the pipeline tags its MLflow run dirty).
+    Untracked files are not part of a run. The run's overrides are committed next, so every
+    stage runs on a clean commit.
+    """
     root = project_root(source)
     workspace = root / ".r1flow" / "workspaces" / run_name
     if workspace.exists():
         raise FileExistsError(f"workspace {workspace} already exists: run names must be unique")
     workspace.parent.mkdir(parents=True, exist_ok=True)
     git("worktree", "add", "-q", "-b", f"runs/{run_name}", str(workspace), "HEAD", cwd=root)
-    # The launching checkout's params.yaml (possibly edited, not yet committed) is the base.
-    shutil.copyfile(Path(source) / "params.yaml", workspace / "params.yaml")
-    apply_overrides(workspace / "params.yaml", overrides)
+    uncommitted = git("diff", "HEAD", "--name-only", cwd=source).split()
+    if uncommitted:
+        patch = run(["git", "diff", "HEAD", "--binary"], cwd=source)
+        run(["git", "apply", "--whitespace=nowarn", "-"], cwd=workspace, input=patch)
+        git("add", "-A", cwd=workspace)
+        git("commit", "-q", "-m", f"r1flow run {run_name}: uncommitted changes of the launching checkout", cwd=workspace)
+        log.warning("run %s includes uncommitted changes to %s (snapshotted on runs/%s)", run_name,
+                    ", ".join(uncommitted), run_name)
+    if overrides:
+        apply_overrides(workspace / "params.yaml", overrides)
+        git("commit", "-q", "-m", f"r1flow run {run_name}: parameter overrides", "params.yaml", cwd=workspace)
     configure_dvc(workspace, root)
     log.info("run %s works in %s", run_name, workspace)
-    return str(workspace)
+    return {"path": str(workspace), "uncommitted": uncommitted}
 
 
 @task(task_run_name="publish", retries=2, retry_delay_seconds=5)
 def publish(workspace: str, run_name: str) -> str:
-    """Commit params.yaml + dvc.lock on ``runs/<run_name>`` and push outputs; returns the commit."""
-    git("add", "params.yaml", "dvc.lock", cwd=workspace)
-    git("commit", "-q", "--allow-empty", "-m", f"r1flow run {run_name}: params and dvc.lock", cwd=workspace)
+    """Commit dvc.lock on ``runs/<run_name>`` and push outputs; returns the commit."""
+    git("add", "dvc.lock", cwd=workspace)
+    git("commit", "-q", "--allow-empty", "-m", f"r1flow run {run_name}: dvc.lock", cwd=workspace)
     # Not -q: it silences the error lines too ("failed to transfer '<md5>' - Could not connect
     # to the endpoint URL: ..."), which are all a CommandError would have to say. A dead S3
     # endpoint fails the push in about 15 s (botocore's 5 attempts; tests/test_s3_faults.py).

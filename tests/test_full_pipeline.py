@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -19,6 +20,15 @@ from test_orchestration import make_project
 SERVER_VARS = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "R1FLOW_DVC_REMOTE", "AWS_ENDPOINT_URL")
 
 
+def _run(project, env) -> tuple[str, float]:
+    """`r1flow run` in ``project``: (stdout, wall seconds)."""
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc.stdout, time.time() - started
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     dest = tmp_path_factory.mktemp("full")
@@ -27,14 +37,30 @@ def finished(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
     env.update({"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect_home")), "R1FLOW_PARALLEL": "2",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return project, proc.stdout
+    stdout, seconds = _run(project, env)
+    return project, stdout, env, seconds
+
+
+def _pipeline_runs(project) -> list:
+    """The parent MLflow runs of ``project``'s pipeline runs, oldest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    exps = [e.experiment_id for e in client.search_experiments()]
+    return sorted(client.search_runs(exps, "tags.`r1flow.run` != ''"), key=lambda r: r.info.start_time)
+
+
+def _stages_that_ran(project, parent) -> set[str]:
+    """Stage runs under ``parent``: a stage restored from DVC's run cache opens none."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return {c.info.run_name for c in children}
 
 
 def test_every_stage_ran_and_is_locked(finished):
-    project, _ = finished
+    project = finished[0]
     stages = load_stages(project / "dvc.yaml")
     assert {"student@s64", "distill@s96", "rl_student@s64", "evaluate@r1", "report"} <= set(stages)
     branch = next(b.strip(" *+") for b in subprocess.run(["git", "branch"], cwd=project, capture_output=True,
@@ -48,7 +74,7 @@ def test_every_stage_ran_and_is_locked(finished):
 
 
 def test_report_has_every_model_and_states_the_findings(finished):
-    project, stdout = finished
+    project, stdout = finished[:2]
     report = (project / "artifacts" / "report" / "report.md").read_text()
     for model in SMALL["evaluate"]["models"]:
         assert f"| {model} |" in report
@@ -61,7 +87,7 @@ def test_report_has_every_model_and_states_the_findings(finished):
 
 
 def test_mlflow_parent_run_holds_the_report_and_a_child_per_stage(finished):
-    project, _ = finished
+    project = finished[0]
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
@@ -74,3 +100,32 @@ def test_mlflow_parent_run_holds_the_report_and_a_child_per_stage(finished):
                                                                                    "report/report.html"}
     children = client.search_runs(exps, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert {c.info.run_name for c in children} == set(load_stages(project / "dvc.yaml"))
+
+
+# After the tests above (they count one pipeline run): the same project, run again.
+
+def test_a_second_run_restores_every_stage_from_dvcs_cache(finished):
+    project, _, env, first_s = finished
+    _, second_s = _run(project, env)
+    first, second = _pipeline_runs(project)[-2:]
+    assert _stages_that_ran(project, first) == set(load_stages(project / "dvc.yaml"))
+    assert _stages_that_ran(project, second) == set()  # all restored: nothing ran
+    print(f"first run {first_s:.0f} s, second run {second_s:.0f} s")
+
+
+def test_an_uncommitted_param_reruns_that_stage_and_what_depends_on_it_and_is_snapshotted(finished):
+    project, _, env, _ = finished
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["distill"]["lr"] = 0.002  # edited, not committed
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    _run(project, env)
+    run = _pipeline_runs(project)[-1]
+    assert _stages_that_ran(project, run) == {"distill@s64", "distill@s96", "evaluate@s64_distill",
+                                              "evaluate@s96_distill", "report"}
+    assert run.data.tags["git.dirty"] == "true" and run.data.tags["r1flow.uncommitted"] == "params.yaml"
+    branch = run.data.tags["r1flow.branch"]
+    on_branch = yaml.safe_load(subprocess.run(["git", "show", f"{branch}:params.yaml"], cwd=project,
+                                              capture_output=True, text=True, check=True).stdout)
+    assert on_branch["distill"]["lr"] == 0.002
+    log = subprocess.run(["git", "log", "--format=%s", branch], cwd=project, capture_output=True, text=True).stdout
+    assert "uncommitted changes of the launching checkout" in log

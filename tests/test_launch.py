@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.pipeline import GpuSets
+from infra.schedule import GpuSets
 from infra.launch import LaunchSettings, gpu_sets, launch_settings, stage_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,16 +95,15 @@ def test_cpu_ranks_run_a_training_stage_under_torchrun_and_gpus_0_keeps_the_cpu(
     assert "torch.distributed.run" not in cmd  # sampling stages are one process
 
 
-def test_gpu_stages_wait_for_a_free_set_while_cpu_stages_start():
+def test_gpu_stages_take_a_free_set_while_cpu_stages_need_none():
     sets = GpuSets(settings(gpus=1), gpus=["0", "1"])
-    assert sets.admit(["r1_zero", "sft_cold", "evaluate@base", "report"], slots=8) == ["r1_zero", "sft_cold", "report"]
-    assert sets.held == {"r1_zero": ["0"], "sft_cold": ["1"]}
-    assert sets.admit(["evaluate@base"], slots=8) == []
+    assert [sets.take(s) for s in ("r1_zero", "sft_cold", "report")] == [["0"], ["1"], None]
+    assert sets.held == {"r1_zero": ["0"], "sft_cold": ["1"]} and sets.free == []
+    assert sets.needs_gpu("evaluate@base") and not sets.needs_gpu("report")
     sets.release("sft_cold")
-    assert sets.admit(["evaluate@base"], slots=8) == ["evaluate@base"] and sets.held["evaluate@base"] == ["1"]
+    assert sets.take("evaluate@base") == ["1"]
     cpu_host = GpuSets(settings(), gpus=[])
-    assert cpu_host.admit(["r1_zero", "sft_cold", "evaluate@base"], slots=2) == ["r1_zero", "sft_cold"]
-    assert cpu_host.held == {}
+    assert not cpu_host.needs_gpu("r1_zero") and cpu_host.take("r1_zero") is None and cpu_host.held == {}
 
 
 def test_r1flow_launch_dry_run_prints_the_command(tmp_path):
@@ -158,7 +157,7 @@ def test_a_hostfile_makes_the_nodes_one_set_for_the_runner(tmp_path):
     hostfile = tmp_path / "hosts"
     hostfile.write_text("node1 slots=8\nnode2 slots=8\n")
     sets = GpuSets(settings(hostfile=str(hostfile)), gpus=[])  # a head node without GPUs
-    assert sets.admit(["r1_zero", "sft_cold", "report"], slots=8) == ["r1_zero", "report"]
+    assert sets.take("r1_zero") == [] and sets.free == [] and not sets.needs_gpu("report")
 
 
 def test_the_runner_hands_its_launch_file_to_every_stage(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """The pipeline's DAG runner on a toy DVC project: foreach stages, side-by-side stages
-sharing the cores, and a failing stage stopping what depends on it."""
+sharing the cores with a thread count fixed for the run, and a failing stage stopping what
+depends on it."""
 
 from __future__ import annotations
 
@@ -93,8 +94,8 @@ def test_independent_stages_run_side_by_side_sharing_the_cores(tmp_path):
     assert ran[second]["start"] < ran[first]["end"]
     assert ran["c"]["start"] >= max(ran[s]["end"] for s in ("a", "b_x", "b_y"))
     cores = len(os.sched_getaffinity(0))
-    assert ran["a"]["threads"] == str(max(1, cores // 2))  # three ready, two at a time
-    assert ran["c"]["threads"] == str(cores)  # alone
+    # Two at a time, so every stage gets half the cores, fixed for the run: c too, though alone.
+    assert {r["threads"] for r in ran.values()} == {str(max(1, cores // 2))}
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert sorted(lock["stages"]) == ["a", "b@x", "b@y", "c"]  # concurrent repros kept every entry
 
@@ -110,29 +111,103 @@ def test_a_failed_stage_stops_its_dependents_and_the_rest_finishes(tmp_path):
 
 
 def test_cores_go_first_to_the_stages_heading_the_longest_chains():
-    from flows.pipeline import allot, heights
+    from infra.schedule import heights, threads_per_stage, width
 
     graph = {"base": [], "student": [], "rl": ["base"], "sft": ["rl"], "report": ["sft", "student"]}
     assert heights(graph) == {"base": 4, "rl": 3, "sft": 2, "student": 2, "report": 1}
-    assert allot(["base"], 2) == {"base": 2}
-    assert allot(["base", "student"], 3) == {"base": 2, "student": 1}
-    assert allot(["a", "b", "c"], 2) == {"a": 1, "b": 1, "c": 1}  # never below one
+    assert width(graph, list(graph)) == 2 and width(graph, ["rl", "sft"]) == 1
+    assert threads_per_stage(graph, list(graph), cores=8, limit=8) == 4
+    assert threads_per_stage(graph, ["rl", "sft"], cores=8, limit=8) == 8  # a chain: every core
+    assert threads_per_stage(graph, list(graph), cores=2, limit=4) == 1
+    assert threads_per_stage(graph, list(graph), cores=1, limit=4) == 1  # never below one
 
 
-def test_a_stage_follows_its_thread_allotment(tmp_path, monkeypatch):
-    import torch
+def test_the_scheduler_starts_the_highest_first_and_gpu_stages_on_a_free_set():
+    import threading
 
-    from infra import launch
+    from infra.launch import LaunchSettings
+    from infra.schedule import GpuSets, Scheduler
 
-    before = torch.get_num_threads()
-    allotment = tmp_path / "stage"
-    allotment.write_text("1\n")
-    monkeypatch.setenv(launch.THREADS_ENV, str(allotment))
-    try:
-        assert launch.follow_threads() == 1 and torch.get_num_threads() == 1
-        allotment.write_text("2\n")
-        stamp = allotment.stat().st_mtime_ns + 1_000_000_000
-        os.utime(allotment, ns=(stamp, stamp))  # a rewrite within the clock's resolution
-        assert launch.follow_threads() == 2 and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    graph = {"base": [], "student": [], "rl": ["base"], "sft": ["rl"], "report": ["sft", "student"]}
+    settings = LaunchSettings(gpus=1, training_stages=["rl", "sft"])
+    scheduler = Scheduler(graph, list(graph), limit=2, cores=2, gpus=GpuSets(settings, gpus=["0"]))
+    started: list[tuple[str, list | None]] = []
+    release = {name: threading.Event() for name in graph}
+
+    def stage(name):
+        with scheduler.slot(name) as (threads, gpus):
+            started.append((name, gpus))
+            release[name].wait(5)
+
+    def wait_until(condition):
+        for _ in range(100):
+            if condition():
+                return
+            threading.Event().wait(0.05)
+        raise AssertionError(f"timed out; started {started}")
+
+    holder = threading.Thread(target=stage, args=("student",))
+    holder.start()
+    wait_until(lambda: started)
+    with scheduler.slot("rl") as (threads, gpus):  # the second slot, and the one GPU set
+        assert threads == 1 and gpus == ["0"]
+        workers = [threading.Thread(target=stage, args=(n,)) for n in ("report", "sft", "base")]
+        for w in workers:
+            w.start()
+        wait_until(lambda: len(scheduler._waiting) == 3)
+        started.clear()
+        release["student"].set()  # one slot for three waiting
+        wait_until(lambda: started)
+        assert started == [("base", None)]  # base heads the longest chain
+        release["base"].set()
+        wait_until(lambda: len(started) == 2)
+        assert started[1] == ("report", None)  # sft (higher) needs the held GPU set: report passes it
+    wait_until(lambda: len(started) == 3)  # rl ended: sft takes its set
+    for event in release.values():
+        event.set()
+    for w in [holder, *workers]:
+        w.join(5)
+    assert started[2] == ("sft", ["0"])
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# A stage whose result depends on its CPU threads (torch splits a long sum among them), running
+# long enough that the stage beside it ends first: under a re-division of the cores it would
+# have changed threads mid-run.
+SUM_STAGE = """
+import os, sys, time, torch
+out = sys.argv[1]
+g = torch.Generator().manual_seed(0)
+x = torch.randn(4_000_000, generator=g, dtype=torch.float32)
+total, until = torch.zeros(()), time.time() + 3
+while time.time() < until:
+    total = total + x.sum()
+os.makedirs(os.path.dirname(out), exist_ok=True)
+open(out, "wb").write(x.sum().numpy().tobytes() + str(torch.get_num_threads()).encode())
+"""
+
+
+def test_a_stages_output_does_not_depend_on_what_ran_beside_it(tmp_path):
+    project = _project(tmp_path, {"stages": {
+        "sums": {"cmd": f"{sys.executable} sums.py out/sums.bin", "deps": ["sums.py"], "outs": ["out/sums.bin"]},
+        "short": {"cmd": "python stage.py short out/short.json 0.2", "deps": ["stage.py"], "outs": ["out/short.json"]},
+    }})
+    (project / "sums.py").write_text(SUM_STAGE)
+    assert _run_flow(project, tmp_path) == "RESULT ok"
+    in_pipeline = project / "out" / "sums.bin"
+    threads = in_pipeline.read_bytes()[4:].decode()
+    assert threads == str(max(1, len(os.sched_getaffinity(0)) // 2))  # fixed at the start: 2 side by side
+    first = _md5(in_pipeline)
+    # Alone, with the threads it ran with: the same bytes.
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    subprocess.run([sys.executable, "sums.py", "alone/sums.bin"], cwd=project, env=env, check=True)
+    assert _md5(project / "alone" / "sums.bin") == first
+    if len(os.sched_getaffinity(0)) >= 2:  # the test can fail: other threads, other sums
+        env["OMP_NUM_THREADS"] = str(int(threads) + 1)
+        subprocess.run([sys.executable, "sums.py", "other/sums.bin"], cwd=project, env=env, check=True)
+        assert (project / "other" / "sums.bin").read_bytes()[:4] != in_pipeline.read_bytes()[:4]
