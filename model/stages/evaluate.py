@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from data.tasks import DEFAULT_BENCHMARKS, EVAL_SEED, load_task
 from infra.config import knob
+from infra.progress import progress
 from infra.stage import stage_dir, stage_main
 from model import factory
 from model.evaluate import Protocol, evaluate
@@ -70,8 +71,6 @@ class EvaluateConfig(ModelArgs):
 
 def run(cfg: EvaluateConfig) -> dict:
     """Evaluate each model on each benchmark; returns {model: {benchmark: metrics}}."""
-    from tqdm.auto import tqdm
-
     out = stage_dir(NAME, cfg.item)
     models = {cfg.item: cfg.models[cfg.item]} if cfg.item else cfg.models
     protocol = Protocol(k=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -86,7 +85,7 @@ def run(cfg: EvaluateConfig) -> dict:
         output = "readable" if model_name in cfg.readable_models else "tags"
         protocol = dataclasses.replace(protocol, output=output)
         results[model_name] = {}
-        for bench, rows in tqdm(benchmarks.items(), desc=f"evaluate {model_name}"):
+        for bench, rows in progress(benchmarks.items(), desc=f"evaluate {model_name}"):
             results[model_name][bench] = evaluate(model, tokenizer, rows, protocol, cfg.reflection_phrases)
             log.info("%s on %s: %s", model_name, bench, results[model_name][bench])
     (out / "table.md").write_text(markdown_table(results))
