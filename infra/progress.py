@@ -10,13 +10,15 @@ loop set with ``set_postfix``::
     12:00:07 INFO infra.progress: train: 45% 450/1000 [01:30<01:50, 5.00 it/s] loss=0.312, reward=0.41
 
 On a terminal the same call is an ordinary tqdm bar. Every progress display of the project
-goes through here (``grep -rn tqdm`` finds only this module).
+goes through here (``grep -rn tqdm`` finds only this module); :func:`quiet_library_bars` turns
+off, off a terminal, the bars Hugging Face libraries draw themselves.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from typing import Any, Iterable, Iterator, TypeVar
@@ -42,6 +44,24 @@ def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
 
         return tqdm(iterable, total=total, desc=desc, initial=initial, disable=disable, **bar_kwargs)
     return LineProgress(iterable, total=total, desc=desc, initial=initial, disable=disable, every=every)
+
+
+def quiet_library_bars() -> None:
+    """When stderr is not a terminal, switch off the bars that transformers ("Loading weights",
+    "Writing model shards") and huggingface_hub (downloads) draw, whose redraws would be log
+    lines too. An explicit ``HF_HUB_DISABLE_PROGRESS_BARS`` in the environment wins; the
+    setting is inherited by child processes."""
+    if _isatty(sys.stderr) or "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ:
+        return
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub when imported
+    if "huggingface_hub" in sys.modules:  # imported already: the variable came too late
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
 
 
 def _isatty(stream: Any) -> bool:

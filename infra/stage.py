@@ -27,6 +27,7 @@ from infra import launch, tracking
 from infra.config import config_help, load_stage_config, to_dict
 from infra.io import write_json
 from infra.logs import redact, setup_logging
+from infra.progress import quiet_library_bars
 from infra.steplog import forward_to
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def parse_args(name: str, config_cls: type, argv: list[str] | None) -> argparse.
 def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: list[str] | None = None) -> dict:
     """Load config, run the stage under its MLflow run, write its records."""
     setup_logging()
+    quiet_library_bars()
     args = parse_args(name, config_cls, argv)
     cfg = load_stage_config(config_cls, name, args.params, args.overrides)
     item = getattr(cfg, "item", "")

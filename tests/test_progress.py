@@ -69,6 +69,17 @@ def test_a_terminal_gets_a_live_bar():
     assert "1000/1000" in text and "loss=" in text
 
 
+@pytest.mark.parametrize("imported_first", [False, True])
+def test_library_bars_are_off_on_a_pipe(imported_first):
+    code = ("import transformers.utils.logging as hf\n" * imported_first
+            + "import sys; from infra.progress import quiet_library_bars; quiet_library_bars()\n"
+            + "import transformers.utils.logging as hf; sys.exit(hf.is_progress_bar_enabled())")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert done.returncode == 0, done.stderr.decode()
+
+
 def test_line_progress_strides_resume_and_close(caplog):
     caplog.set_level("INFO", logger="infra.progress")
     list(LineProgress(range(10, 100), total=100, initial=10, desc="rl", every=0.25))
