@@ -175,3 +175,37 @@ def test_help_of_every_repo_stage_matches_the_config_it_runs():
             shown = _help_lines(config_help(cls, stage, params_path, sets))
             assert {k: v.split("  (")[0] for k, v in shown.items()} == {
                 k: repr(v) for k, v in dataclasses.asdict(cfg).items()}, (stage, item)
+
+
+def _evaluate(path, *sets):
+    from model.stages.evaluate import EvaluateConfig, load_benchmarks
+
+    return load_benchmarks(load_stage_config(EvaluateConfig, "evaluate", path, list(sets)))
+
+
+def test_benchmark_problems_follow_benchmark_seed_not_the_run_seed(tmp_path):
+    path = _params(tmp_path, "evaluate:\n  benchmarks: [arithmetic_test, countdown_hard]\n  limit: 40\n")
+    published = _evaluate(path, "seed=0")
+    assert published == _evaluate(path, "seed=7")  # ids and prompts (and answers): whole rows
+    assert [(r["id"], r["prompt"]) for r in published["arithmetic_test"][:2]] == [
+        ("arithmetic-test-00000", "Compute 16 + 593"), ("arithmetic-test-00001", "Compute 375 + 69")]  # as before issue 12
+    other = _evaluate(path, "seed=7", "benchmark_seed=1")
+    assert [r["id"] for r in other["countdown_hard"]] == [r["id"] for r in published["countdown_hard"]]
+    assert all({r["prompt"] for r in other[b]} != {r["prompt"] for r in published[b]} for b in published)
+
+
+@pytest.mark.parametrize("section", ["  benchmark_seed: 3\n", ""], ids=["benchmark_seed_3", "inherited_default"])
+def test_training_stages_are_decontaminated_against_evaluates_problems(tmp_path, section):
+    from model.stages.cold_start import ColdStartConfig
+    from model.stages.r1_zero import R1ZeroConfig
+
+    path = _params(tmp_path, f"evaluate:\n  benchmarks: [arithmetic_test, countdown_test]\n  limit: 30\n{section}"
+                             "r1_zero:\n  seed: 5\ncold_start:\n  seed: 5\n  eval_limit: 30\n")
+    scored = [r["prompt"] for rows in _evaluate(path, "seed=5").values() for r in rows]
+    r1_zero = load_stage_config(R1ZeroConfig, "r1_zero", path)
+    assert r1_zero.benchmark_seed == (3 if section else 0)  # inherited from evaluate
+    assert set(scored) <= set(r1_zero.eval_prompts())  # its eval_limit (2000) reads further
+    cold_start = load_stage_config(ColdStartConfig, "cold_start", path)
+    assert cold_start.eval_prompts() == scored  # the same limit: the very problems evaluate scores
+    leaked = [{"id": "leak", "prompt": scored[0]}, {"id": "clean", "prompt": "Compute 1 + 1 + 1 + 1 + 1 + 1 + 1"}]
+    assert [r["id"] for r in r1_zero.decontaminated(leaked, "r1_zero")[0]] == ["clean"]
