@@ -250,7 +250,7 @@ def config_help(cls: type, stage: str = "", params_path: str | Path = "params.ya
                 ran = dataclasses.asdict(cfg.for_item())
                 sources.update({k: f"@{cfg.item}" for k in ran if ran[k] != values[k]})
                 values = ran
-        except ConfigError as err:
+        except ValueError as err:  # a ConfigError, or an item its for_item() refuses
             values, sources, note = defaults, {}, f"  ({err}; the defaults follow)\n"
     hints = typing.get_type_hints(cls)
     lines = []

@@ -43,7 +43,7 @@ def test_a_pipe_gets_one_line_every_5_percent_with_the_last_step():
     proc.stream([sys.executable, "-c", LOOP, "0"], cwd=ROOT,
                 env=proc.tool_env({"PYTHONPATH": str(ROOT)}), on_line=seen.append)
     bars = [line for line in seen if "infra.progress" in line]
-    assert len(seen) == len(bars) == 20  # bounded: 1000 steps, no \r redraws
+    assert len(bars) == 20 and len(seen) <= 25  # bounded: 1000 steps, no \r redraws
     assert "train:   5% 50/1000" in bars[0] and "loss=0.02" in bars[0]  # the postfix of the 50th step
     assert "train: 100% 1000/1000" in bars[-1] and "loss=0.001" in bars[-1]
 
