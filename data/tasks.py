@@ -12,8 +12,10 @@ Contract 7, "train on train, report on test", lives here: :func:`check_training_
 evaluation set (a test-only benchmark, a ``test``/``hard`` split) for a training or sampling
 stage, and :func:`decontaminate_prompts` removes the prompts of a training or sampling stage that
 overlap the evaluation sets (word n-grams, :func:`data.filters.decontaminate`). Stages get
-both through :class:`TrainingData`, whose ``eval_sets`` default to ``evaluate.benchmarks`` of
-params.yaml (:func:`infra.config.knob`'s ``inherit``).
+both through :class:`TrainingData`, whose ``eval_sets`` and ``benchmark_seed`` default to
+``evaluate.benchmarks`` and ``evaluate.benchmark_seed`` of params.yaml
+(:func:`infra.config.knob`'s ``inherit``), so a stage is decontaminated against the very
+problems evaluate scores (:func:`benchmark_rows`), whatever the run's ``seed``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ _SYNTHETIC = re.compile(rf"^({'|'.join(FAMILIES)}|synthetic)(?:_({'|'.join(SPLIT
 EVAL_SPLITS = ("test", "hard")  # splits only evaluation reads
 # What evaluate scores when params.yaml names nothing: the held-out synthetic splits.
 DEFAULT_BENCHMARKS = ["arithmetic_test", "arithmetic_hard", "countdown_test", "countdown_hard"]
-EVAL_SEED = 12345  # evaluate draws synthetic benchmarks with seed + EVAL_SEED
+# Synthetic benchmark problems are drawn with benchmark_seed + EVAL_SEED (benchmark_rows): an
+# offset that keeps them apart from training streams of the same seed. benchmark_seed 0 gives the
+# problems every run was scored on before the run seed stopped moving them (issue 12).
+EVAL_SEED = 12345
 
 
 def resolve_split(spec: str, split: str) -> tuple[str, str]:
@@ -85,17 +90,29 @@ def check_training_set(spec: str, split: str) -> None:
                          f"scores: training and sampling stages never draw from it; use {instead}")
 
 
-def eval_prompts(eval_sets: list[str], limit: int, seed: int = 0) -> list[str]:
-    """The prompts of every evaluation set, each read as evaluate reads it (split ``test``
-    unless the name says ``hard``; synthetic ones with seed ``seed + EVAL_SEED``)."""
+def benchmark_rows(name: str, *, limit: int, split: str = "test", benchmark_seed: int = 0,
+                   warn_short: bool = True) -> list[dict]:
+    """The rows of the benchmark ``name`` as evaluate scores them: :func:`load_task` in ``split``
+    (a ``_hard``/``_test`` suffix wins), at most ``limit``, synthetic problems drawn with seed
+    ``benchmark_seed + EVAL_SEED``. They depend on ``benchmark_seed`` only, never on a stage's
+    run seed, so runs with different seeds are scored on the same problems (same ids, same
+    prompts); each row's problems are a prefix of a longer ``limit``'s."""
+    return load_task(name, split=split, limit=limit, seed=benchmark_seed + EVAL_SEED, warn_short=warn_short)
+
+
+def eval_prompts(eval_sets: list[str], limit: int, benchmark_seed: int = 0) -> list[str]:
+    """The prompts of every evaluation set, each read as evaluate reads it
+    (:func:`benchmark_rows` in split ``test`` unless the name says ``hard``)."""
     return [row["prompt"] for name in eval_sets
-            for row in load_task(name, split="test", limit=limit, seed=seed + EVAL_SEED, warn_short=False)]
+            for row in benchmark_rows(name, limit=limit, benchmark_seed=benchmark_seed, warn_short=False)]
 
 
-def decontaminate_prompts(rows: list[dict], eval_sets: list[str], *, limit: int,
+def decontaminate_prompts(rows: list[dict], eval_sets: list[str], *, limit: int, benchmark_seed: int = 0,
                           where: str = "") -> tuple[list[dict], int]:
     """``rows`` without those whose prompt overlaps an evaluation set's (a shared word 8-gram
     or the same text, :func:`data.filters.decontaminate`), and how many were removed (logged).
+    The evaluation sets are read with ``limit`` rows each and ``benchmark_seed``
+    (:func:`eval_prompts`), as evaluate reads them.
 
     Raises ValueError when every row is removed: the dataset is an evaluation set.
     """
@@ -103,7 +120,7 @@ def decontaminate_prompts(rows: list[dict], eval_sets: list[str], *, limit: int,
 
     if not eval_sets or not rows:
         return rows, 0
-    kept, removed = decontaminate(rows, eval_prompts(eval_sets, limit))
+    kept, removed = decontaminate(rows, eval_prompts(eval_sets, limit, benchmark_seed))
     log.info("%sremoved %d of %d prompts that overlap the evaluation sets %s",
              f"{where}: " if where else "", removed, len(rows), eval_sets)
     if not kept:
@@ -123,6 +140,8 @@ class TrainingData:
                            "(word 8-gram overlap); default: evaluate.benchmarks of params.yaml.",
                            inherit="evaluate.benchmarks")
     eval_limit: int = knob(2000, "Rows read per evaluation set for decontamination (the real benchmarks are smaller: all rows).")
+    benchmark_seed: int = knob(0, "Seed of the synthetic evaluation sets' problems, as evaluate draws them; "
+                               "default: evaluate.benchmark_seed of params.yaml.", inherit="evaluate.benchmark_seed")
 
     def check_data(self) -> None:
         """Refuse an evaluation set as this stage's dataset (see :func:`check_training_set`)."""
@@ -132,4 +151,14 @@ class TrainingData:
         """The stage's decontaminated rows and how many were removed (``where``: the stage)."""
         rows = load_task(self.dataset, split=self.split, limit=limit, seed=seed, mix=self.mix,
                          revision=self.dataset_revision)
-        return decontaminate_prompts(rows, self.eval_sets, limit=self.eval_limit, where=where)
+        return self.decontaminated(rows, where)
+
+    def decontaminated(self, rows: list[dict], where: str) -> tuple[list[dict], int]:
+        """``rows`` without those overlapping ``eval_sets`` (:func:`decontaminate_prompts`, with
+        this stage's ``eval_limit`` and ``benchmark_seed``) and how many were removed."""
+        return decontaminate_prompts(rows, self.eval_sets, limit=self.eval_limit,
+                                     benchmark_seed=self.benchmark_seed, where=where)
+
+    def eval_prompts(self) -> list[str]:
+        """The prompts this stage is decontaminated against (:func:`eval_prompts`)."""
+        return eval_prompts(self.eval_sets, self.eval_limit, self.benchmark_seed)

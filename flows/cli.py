@@ -4,7 +4,7 @@
                                                         a recipe from recipes/ for a real model)
     r1flow stage NAME [--params F] [--set key=value]    one stage in this checkout (what dvc.yaml calls)
     r1flow stage NAME@ITEM ...                          one item of a foreach stage (distill@s64)
-    r1flow stage NAME --help                            its keys, defaults and meaning
+    r1flow stage NAME --help                            its keys: values that would run, their source, meaning
     r1flow launch NAME [--dry-run] [stage args]         a stage under its launcher (infra/launch.yaml;
                                                         what dvc.yaml calls): DeepSpeed on GPUs
     r1flow serve [--limit N]                            serve the deployments (Prefect UI: Run button)

@@ -186,12 +186,33 @@ def load_stage_config(
     cls: type[T], stage: str, params_path: str | Path = "params.yaml", overrides: list[str] | None = None
 ) -> T:
     """The stage's section of ``params_path`` with ``--set`` overrides applied on top."""
+    values, _ = stage_values(cls, stage, params_path, overrides)
+    return build_config(cls, values, where=f"{params_path} [{stage}]")
+
+
+def stage_values(cls: type, stage: str, params_path: str | Path = "params.yaml",
+                 overrides: list[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """What a stage's config is built from: ``{key: value}`` (inherited knobs, then the stage's
+    section of ``params_path``, then ``--set``, each winning over the one before) and
+    ``{key: source}``, the source ``"<params_path> [<stage>]"``, ``"<params_path> <section.key>"``
+    (an ``inherit=`` knob) or ``"--set"``. Keys in neither take their default.
+
+    A missing ``params.yaml`` (the default path) reads as empty; a missing other file, a section
+    that is not a mapping or a malformed ``--set`` is a ConfigError. Values are not checked
+    here (:func:`build_config` does).
+    """
     params = load_params(params_path) if Path(params_path).exists() or params_path != "params.yaml" else {}
     section = params.get(stage) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{params_path}: section {stage!r} must be a mapping")
-    values = {**inherited(cls, params), **section, **parse_overrides(overrides or [])}
-    return build_config(cls, values, where=f"{params_path} [{stage}]")
+    inherit = {f.name: f.metadata.get("inherit") for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer, source in ((inherited(cls, params), None), (section, f"{params_path} [{stage}]"),
+                          (parse_overrides(overrides or []), "--set")):
+        for key, value in layer.items():
+            values[key], sources[key] = value, source or f"{params_path} {inherit[key]}"
+    return values, sources
 
 
 def inherited(cls: type, params: dict[str, Any]) -> dict[str, Any]:
@@ -207,16 +228,45 @@ def inherited(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_help(cls: type) -> str:
-    """One line per field: name, type, default and help text."""
+def config_help(cls: type, stage: str = "", params_path: str | Path = "params.yaml",
+                overrides: list[str] | None = None) -> str:
+    """One line per knob: its name, the value the stage would run with, its type, where that
+    value comes from and its help text, e.g.
+    ``max_steps = 500  (int, params.yaml [student]; default 100)  Pretraining steps ...``.
+
+    Sources are those of :func:`stage_values`, ``default``, or ``@<item>`` for a knob that a
+    foreach item sets (a config's ``for_item()``, e.g. a student's size). Without ``stage``
+    every knob shows its default. When the params or ``--set`` values do not build a config,
+    the first line says why and the defaults follow, so ``--help`` still answers.
+    """
+    defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    values, sources, note = dict(defaults), {}, ""
+    if stage:
+        try:
+            given, sources = stage_values(cls, stage, params_path, overrides)
+            cfg = build_config(cls, given, where=f"{params_path} [{stage}]")
+            values = dataclasses.asdict(cfg)
+            if getattr(cfg, "item", "") and hasattr(cfg, "for_item"):
+                ran = dataclasses.asdict(cfg.for_item())
+                sources.update({k: f"@{cfg.item}" for k in ran if ran[k] != values[k]})
+                values = ran
+        except ValueError as err:  # a ConfigError, or an item its for_item() refuses
+            values, sources, note = defaults, {}, f"  ({err}; the defaults follow)\n"
     hints = typing.get_type_hints(cls)
     lines = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        source = f" (params.yaml {f.metadata['inherit']} if set)" if f.metadata.get("inherit") else ""
-        lines.append(f"  {f.name} ({_type_name(hints[f.name])}, default {default!r}{source}): "
+        source = sources.get(f.name, "default")
+        if source != "default" and values[f.name] != defaults[f.name]:
+            source += f"; default {defaults[f.name]!r}"
+        elif f.metadata.get("inherit") and f.name not in sources:
+            source += f"; params {f.metadata['inherit']} if set"
+        lines.append(f"  {f.name} = {values[f.name]!r}  ({_type_name(hints[f.name])}, {source})  "
                      f"{f.metadata.get('help', '')}")
-    return "\n".join(lines)
+    return note + "\n".join(lines)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -7,12 +7,15 @@ does not put the secret into the Prefect log or an error message.
 
 from __future__ import annotations
 
+import codecs
 import collections
+import itertools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator, Iterable, Iterator
 
 from infra.logs import scrub, secret_values
 
@@ -38,13 +41,51 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+MAX_LINE = 16_000  # characters: a longer line is passed on in pieces (Prefect caps a log at 1 MB)
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[str]:
+    """The lines of a byte stream read in ``chunks``, without their ends.
+
+    A line ends at ``\\n``, ``\\r\\n`` or ``\\r`` (a terminal redraw, e.g. of a progress bar,
+    is a line of its own). Bytes are decoded as UTF-8 across chunk boundaries, bad bytes
+    replaced. A line longer than ``max_line`` characters comes out as it arrives, in pieces of
+    at most ``max_line`` (cut after a space where the second half of a piece has one), so the
+    text held and the work per chunk stay bounded however long the line.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    for chunk in itertools.chain(chunks, [None]):
+        text = pending + decoder.decode(chunk or b"", final=chunk is None)
+        hold = "\r" if chunk is not None and text.endswith("\r") else ""  # maybe half of a \r\n
+        *lines, pending = _LINE_END.split(text[:len(text) - len(hold)])
+        for line in lines:
+            yield (yield from _cut(line, max_line))
+        pending = (yield from _cut(pending, max_line)) + hold
+    if pending:
+        yield pending
+
+
+def _cut(text: str, max_line: int) -> Generator[str, None, str]:
+    """Yield leading pieces of ``text`` of at most ``max_line`` characters, each cut after a
+    space where its second half has one (a credential stays whole for scrub); return the rest
+    (at most ``max_line`` characters)."""
+    while len(text) > max_line:
+        cut = text.rfind(" ", max_line // 2, max_line) + 1 or max_line
+        yield text[:cut]
+        text = text[cut:]
+    return text
+
+
 def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None,
            on_line: Callable[[str], None] = lambda line: None, keep: int = 200) -> list[str]:
-    """Run ``cmd``, calling ``on_line`` for every output line (stdout and stderr merged),
-    scrubbed of credentials.
+    """Run ``cmd``, calling ``on_line`` for every non-blank output line (stdout and stderr
+    merged, :func:`split_lines`), scrubbed of credentials.
 
     Returns the last ``keep`` lines; raises :class:`CommandError` on a non-zero exit.
-    Carriage-return progress updates count as lines, so progress bars stream too.
+    Carriage-return progress updates count as lines; stages keep them few
+    (:mod:`infra.progress`), and a line over :data:`MAX_LINE` characters arrives in pieces.
     """
     tail: collections.deque[str] = collections.deque(maxlen=keep)
     env = env or tool_env()
@@ -52,17 +93,10 @@ def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
-        buffer = b""
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            buffer += chunk
-            *lines, buffer = buffer.replace(b"\r", b"\n").split(b"\n")
-            for raw in lines:
-                if line := scrub(raw.decode(errors="replace").rstrip(), secrets):
-                    tail.append(line)
-                    on_line(line)
-        if buffer.strip():
-            tail.append(scrub(buffer.decode(errors="replace").rstrip(), secrets))
-            on_line(tail[-1])
+        for raw in split_lines(iter(lambda: proc.stdout.read1(65536), b"")):
+            if line := scrub(raw.rstrip(), secrets):
+                tail.append(line)
+                on_line(line)
         returncode = proc.wait()
     if returncode:
         raise CommandError(cmd, returncode, list(tail))

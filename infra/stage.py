@@ -27,6 +27,7 @@ from infra import launch, tracking
 from infra.config import config_help, load_stage_config, to_dict
 from infra.io import write_json
 from infra.logs import redact, setup_logging
+from infra.progress import quiet_library_bars
 from infra.steplog import forward_to
 
 log = logging.getLogger(__name__)
@@ -57,20 +58,44 @@ def split_name(instance: str) -> tuple[str, str]:
     return name, item
 
 
-def parse_args(name: str, config_cls: type, argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=f"r1flow stage {name}", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=f"Run stage {name!r}. Keys of params.yaml [{name}]:\n{config_help(config_cls)}",
-    )
+class _StageParser(argparse.ArgumentParser):
+    """An ArgumentParser whose description is written only when help is asked for (it reads
+    the params file)."""
+
+    def __init__(self, *args: Any, describe: Callable[[], str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.describe = describe
+
+    def format_help(self) -> str:
+        self.description = self.describe()
+        return super().format_help()
+
+
+def _with_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key of this stage's section (repeatable)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(name: str, config_cls: type, argv: list[str] | None) -> argparse.Namespace:
+    """``--params`` and ``--set`` of ``argv``. ``--help`` lists every key with the value this
+    command would run with, from the same ``--params`` and ``--set`` (:func:`config_help`)."""
+    def describe() -> str:
+        given, _ = _with_options(argparse.ArgumentParser(add_help=False)).parse_known_args(argv)
+        item = next((o.partition("=")[2] for o in given.overrides if o.partition("=")[0].strip() == "item"), "")
+        return (f"Run stage {name + '@' * bool(item) + item!r}. Keys of its section of {given.params}: the value this command "
+                f"runs with (type, source):\n{config_help(config_cls, name, given.params, given.overrides)}")
+
+    parser = _StageParser(prog=f"r1flow stage {name}", formatter_class=argparse.RawDescriptionHelpFormatter,
+                          describe=describe)
+    return _with_options(parser).parse_args(argv)
 
 
 def stage_main(name: str, config_cls: type, run: Callable[[Any], dict], argv: list[str] | None = None) -> dict:
     """Load config, run the stage under its MLflow run, write its records."""
     setup_logging()
+    quiet_library_bars()
     args = parse_args(name, config_cls, argv)
     cfg = load_stage_config(config_cls, name, args.params, args.overrides)
     item = getattr(cfg, "item", "")

@@ -346,8 +346,7 @@ class Trainer:
         """Resume, then run steps up to ``total``; returns the last step's metrics (empty when
         nothing was left to run). ``save_last`` also checkpoints the final step (a stage that
         trains several models then skips a finished one on resume)."""
-        from tqdm.auto import tqdm
-
+        from infra.progress import progress
         from model import checkpoint
 
         done, _, extra = checkpoint.load(self.engine, ckpt_dir, fingerprint, extra_names=extra_names)
@@ -358,8 +357,8 @@ class Trainer:
                 for name in self.side_logs:
                     truncate_jsonl(self.out_dir / name, done)
         metrics: dict[str, float] = {}
-        bar = tqdm(range(done + 1, total + 1), desc=self.desc, initial=done, total=total, mininterval=2,
-                   disable=not is_main())
+        bar = progress(range(done + 1, total + 1), desc=self.desc, initial=done, total=total, mininterval=2,
+                       disable=not is_main())
         for step in bar:
             metrics = self.train_step(step)
             if is_main():

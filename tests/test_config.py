@@ -107,3 +107,105 @@ def test_yaml_11_words_still_set_booleans_and_true_false_stay_booleans():
     assert [_coerce(w, bool, "k") for w in ("yes", "on", "no", "off", True)] == [True, True, False, False, True]
     with pytest.raises(ConfigError, match="expected true/false"):
         _coerce("maybe", bool, "k")
+
+
+def _help_lines(text: str) -> dict[str, str]:
+    """``{key: "value  (type, source)"}`` of ``r1flow stage X --help``'s key lines."""
+    return {line.split(" = ")[0].strip(): line.split(" = ", 1)[1].rsplit(")  ", 1)[0] + ")"
+            for line in text.splitlines() if line.startswith("  ") and " = " in line}
+
+
+def test_help_shows_the_values_that_run_and_their_source(tmp_path, capsys):
+    from infra.stage import parse_args
+    from model.stages.distill import DistillConfig
+    from model.stages.rl_student import RLStudentConfig
+    from model.stages.student import StudentConfig
+
+    path = _params(tmp_path, "student:\n  max_steps: 500\n  sizes: {s64: {hidden_size: 64, num_heads: 2, num_kv_heads: 1}}\n"
+                              "distill:\n  lr: 0.003\nevaluate:\n  benchmarks: [gsm8k]\n")
+    with pytest.raises(SystemExit):
+        parse_args("student", StudentConfig, ["--help", "--params", str(path), "--set", "item=s64", "--set", "lr=0.01"])
+    text = capsys.readouterr().out
+    shown = _help_lines(text)
+    assert "Run stage 'student@s64'" in text
+    assert shown["max_steps"] == f"500  (int, {path} [student]; default 100)"
+    assert shown["lr"] == "0.01  (float, --set; default 0.003)"
+    assert shown["hidden_size"] == "64  (int, @s64; default 128)"  # the item's size, not the base's
+    assert shown["warmup_steps"] == "20  (int, default)"
+
+    with pytest.raises(SystemExit):
+        parse_args("distill", DistillConfig, ["--params", str(path), "--set", "item=s64", "-h"])
+    shown = _help_lines(capsys.readouterr().out)
+    assert shown["lr"] == f"0.003  (float, {path} [distill]; default 0.001)"
+    assert shown["model"] == "'artifacts/student/s64/model'  (str, @s64; default 'artifacts/student/{item}/model')"
+    with pytest.raises(SystemExit):
+        parse_args("rl_student", RLStudentConfig, ["--params", str(path), "--set", "item=s64", "-h"])
+    shown = _help_lines(capsys.readouterr().out)
+    assert shown["eval_sets"].startswith(f"['gsm8k']  (list, {path} evaluate.benchmarks; default [")
+
+    with pytest.raises(SystemExit):  # a file the config refuses: why, then the defaults
+        parse_args("distill", DistillConfig, ["--params", str(tmp_path / "none.yaml"), "--help"])
+    text = capsys.readouterr().out
+    assert "none.yaml: params file not found; the defaults follow" in text
+    assert _help_lines(text)["lr"] == "0.001  (float, default)"
+
+
+def test_help_of_every_repo_stage_matches_the_config_it_runs():
+    """For each stage (two items of a foreach one) of the shipped params.yaml, --help shows each key with
+    the value of the config the stage builds (after its item's own settings)."""
+    import dataclasses
+    import importlib
+    from pathlib import Path
+
+    from flows.cli import STAGES
+    from infra.config import config_help, load_yaml
+
+    params_path = Path(__file__).parents[1] / "params.yaml"
+    params = load_yaml(params_path.read_text())
+    items = {"student": params["student"]["sizes"], "distill": params["student"]["sizes"],
+             "rl_student": params["student"]["sizes"], "evaluate": params["evaluate"]["models"]}
+    for stage, module in STAGES.items():
+        module = importlib.import_module(module)
+        cls = next(v for k, v in vars(module).items()
+                   if k.endswith("Config") and isinstance(v, type) and v.__module__ == module.__name__)
+        for item in list(items.get(stage, [""]))[:2]:
+            sets = [f"item={item}"] * bool(item)
+            cfg = load_stage_config(cls, stage, params_path, sets)
+            cfg = cfg.for_item() if item and hasattr(cfg, "for_item") else cfg
+            shown = _help_lines(config_help(cls, stage, params_path, sets))
+            assert {k: v.split("  (")[0] for k, v in shown.items()} == {
+                k: repr(v) for k, v in dataclasses.asdict(cfg).items()}, (stage, item)
+
+
+def _evaluate(path, *sets):
+    from model.stages.evaluate import EvaluateConfig, load_benchmarks
+
+    return load_benchmarks(load_stage_config(EvaluateConfig, "evaluate", path, list(sets)))
+
+
+def test_benchmark_problems_follow_benchmark_seed_not_the_run_seed(tmp_path):
+    path = _params(tmp_path, "evaluate:\n  benchmarks: [arithmetic_test, countdown_hard]\n  limit: 40\n")
+    published = _evaluate(path, "seed=0")
+    assert published == _evaluate(path, "seed=7")  # ids and prompts (and answers): whole rows
+    assert [(r["id"], r["prompt"]) for r in published["arithmetic_test"][:2]] == [
+        ("arithmetic-test-00000", "Compute 16 + 593"), ("arithmetic-test-00001", "Compute 375 + 69")]  # as before issue 12
+    other = _evaluate(path, "seed=7", "benchmark_seed=1")
+    assert [r["id"] for r in other["countdown_hard"]] == [r["id"] for r in published["countdown_hard"]]
+    assert all({r["prompt"] for r in other[b]} != {r["prompt"] for r in published[b]} for b in published)
+
+
+@pytest.mark.parametrize("section", ["  benchmark_seed: 3\n", ""], ids=["benchmark_seed_3", "inherited_default"])
+def test_training_stages_are_decontaminated_against_evaluates_problems(tmp_path, section):
+    from model.stages.cold_start import ColdStartConfig
+    from model.stages.r1_zero import R1ZeroConfig
+
+    path = _params(tmp_path, f"evaluate:\n  benchmarks: [arithmetic_test, countdown_test]\n  limit: 30\n{section}"
+                             "r1_zero:\n  seed: 5\ncold_start:\n  seed: 5\n  eval_limit: 30\n")
+    scored = [r["prompt"] for rows in _evaluate(path, "seed=5").values() for r in rows]
+    r1_zero = load_stage_config(R1ZeroConfig, "r1_zero", path)
+    assert r1_zero.benchmark_seed == (3 if section else 0)  # inherited from evaluate
+    assert set(scored) <= set(r1_zero.eval_prompts())  # its eval_limit (2000) reads further
+    cold_start = load_stage_config(ColdStartConfig, "cold_start", path)
+    assert cold_start.eval_prompts() == scored  # the same limit: the very problems evaluate scores
+    leaked = [{"id": "leak", "prompt": scored[0]}, {"id": "clean", "prompt": "Compute 1 + 1 + 1 + 1 + 1 + 1 + 1"}]
+    assert [r["id"] for r in r1_zero.decontaminated(leaked, "r1_zero")[0]] == ["clean"]

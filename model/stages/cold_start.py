@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from data.filters import STEPS, curate
 from data.loaders import load_rows
 from data.quality import write_checked_jsonl
-from data.tasks import TrainingData, eval_prompts, load_task
+from data.tasks import TrainingData, load_task
 from infra.config import knob
 from infra.stage import stage_dir, stage_main
 from model import factory
@@ -121,7 +121,7 @@ def run(cfg: ColdStartConfig) -> dict:
     out = stage_dir(NAME)
     rows = candidates(cfg)
     kept, removed = curate(rows, steps=cfg.steps, judge=get_reward("accuracy"),
-                           eval_prompts=eval_prompts(cfg.eval_sets, cfg.eval_limit),
+                           eval_prompts=cfg.eval_prompts(),
                            language=cfg.language, min_chars=cfg.min_chars, max_chars=cfg.max_chars)
     if not kept:
         raise ValueError(f"cold_start: no candidate survived curation (removed per step: {removed})")

@@ -3,6 +3,7 @@ policy out) and SFT (sft_cold, sft: rows in, model out)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import ClassVar
 
 from data.loaders import read_jsonl
 from data.quality import write_checked_jsonl
-from infra.stage import stage_dir
+from infra.stage import item_path, stage_dir
 from infra.steplog import StepLog
 from model import checkpoint, factory
 from model.grpo import GRPOTrainer
@@ -19,6 +20,15 @@ from model.sft import SFTArgs, SFTTrainer
 from model.trainer import save_model
 
 log = logging.getLogger(__name__)
+
+
+class ItemModel:
+    """Mixin of a foreach stage's config whose ``model`` path names its item (``{item}``)."""
+
+    def for_item(self):
+        """This config with ``{item}`` in ``model`` replaced by the item (what ``run`` loads,
+        and what ``--help`` shows); a template without an item is a ValueError."""
+        return dataclasses.replace(self, model=item_path(self.model, self.item))
 
 
 def grpo_stage(name: str, cfg, extra_columns: dict | None = None, *, rows: list[dict] | None = None,

@@ -17,20 +17,19 @@ N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage d
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
 from infra.config import knob
-from infra.stage import item_path, stage_dir, stage_main
-from model.stages.common import SFTStageArgs, sft_stage
+from infra.stage import stage_dir, stage_main
+from model.stages.common import ItemModel, SFTStageArgs, sft_stage
 
 log = logging.getLogger(__name__)
 NAME = "distill"
 
 
 @dataclass
-class DistillConfig(SFTStageArgs):
+class DistillConfig(SFTStageArgs, ItemModel):
     item: str = knob("", "Student name, the foreach item of `r1flow stage distill@<name>`.")
     model: str = knob("artifacts/student/{item}/model", "Student to fine-tune; {item} is replaced by its name.")
     data: str = knob("artifacts/traces/traces.jsonl", "Teacher traces: prompt + completion rows (stage traces).")
@@ -41,7 +40,7 @@ class DistillConfig(SFTStageArgs):
 
 def run(cfg: DistillConfig) -> dict:
     """Fine-tune the student on the traces and save it; returns the last step's metrics."""
-    student = dataclasses.replace(cfg, model=item_path(cfg.model, cfg.item))
+    student = cfg.for_item()
     metrics = sft_stage(NAME, student, out=stage_dir(NAME, cfg.item))
     return {**metrics, "epochs_done": metrics["steps_done"] * cfg.batch_size / metrics["rows"]}
 

@@ -26,8 +26,9 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from data.tasks import DEFAULT_BENCHMARKS, EVAL_SEED, load_task
+from data.tasks import DEFAULT_BENCHMARKS, benchmark_rows
 from infra.config import knob
+from infra.progress import progress
 from infra.stage import stage_dir, stage_main
 from model import factory
 from model.evaluate import Protocol, evaluate
@@ -56,7 +57,10 @@ class EvaluateConfig(ModelArgs):
     max_new_tokens: int = knob(96, "Longest completion in tokens.")
     batch_size: int = knob(256, "Sequences per generation batch.")
     reflection_phrases: list = knob(DEFAULT_REFLECTION, "Phrases that count a completion as reflecting.")
-    seed: int = knob(0, "Seed for benchmark generation and sampling.")
+    seed: int = knob(0, "Seed for sampling (pass@1, cons@k); the problems stay those of benchmark_seed.")
+    benchmark_seed: int = knob(0, "Seed of the synthetic benchmarks' problems (0: the published ones), apart from "
+                               "seed so that runs of any seed are scored on the same problems; training stages are "
+                               "decontaminated against the same ones.")
 
     def __post_init__(self):
         self.check_model_args()
@@ -70,15 +74,12 @@ class EvaluateConfig(ModelArgs):
 
 def run(cfg: EvaluateConfig) -> dict:
     """Evaluate each model on each benchmark; returns {model: {benchmark: metrics}}."""
-    from tqdm.auto import tqdm
-
     out = stage_dir(NAME, cfg.item)
     models = {cfg.item: cfg.models[cfg.item]} if cfg.item else cfg.models
     protocol = Protocol(k=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
                         prompt_format=cfg.prompt_format)
-    benchmarks = {name: load_task(name, split=cfg.split, limit=cfg.limit, seed=cfg.seed + EVAL_SEED)
-                  for name in cfg.benchmarks}
+    benchmarks = load_benchmarks(cfg)
     results: dict[str, dict] = {}
     for model_name, path in models.items():
         tokenizer, model, _ = factory.load_pinned(path, cfg.revision)
@@ -86,11 +87,18 @@ def run(cfg: EvaluateConfig) -> dict:
         output = "readable" if model_name in cfg.readable_models else "tags"
         protocol = dataclasses.replace(protocol, output=output)
         results[model_name] = {}
-        for bench, rows in tqdm(benchmarks.items(), desc=f"evaluate {model_name}"):
+        for bench, rows in progress(benchmarks.items(), desc=f"evaluate {model_name}"):
             results[model_name][bench] = evaluate(model, tokenizer, rows, protocol, cfg.reflection_phrases)
             log.info("%s on %s: %s", model_name, bench, results[model_name][bench])
     (out / "table.md").write_text(markdown_table(results))
     return results
+
+
+def load_benchmarks(cfg: EvaluateConfig) -> dict[str, list[dict]]:
+    """``{benchmark: rows}`` that ``run`` scores: ``cfg.limit`` rows of each of ``cfg.benchmarks``
+    in ``cfg.split``, synthetic problems drawn from ``cfg.benchmark_seed`` (never ``cfg.seed``)."""
+    return {name: benchmark_rows(name, split=cfg.split, limit=cfg.limit, benchmark_seed=cfg.benchmark_seed)
+            for name in cfg.benchmarks}
 
 
 def markdown_table(results: dict) -> str:

@@ -40,7 +40,7 @@ from data.filters import correct, dedupe_exact, keep_if
 from data.general import general_sft_rows
 from data.loaders import load_rows
 from data.quality import write_checked_jsonl
-from data.tasks import TrainingData, decontaminate_prompts
+from data.tasks import TrainingData
 from infra.config import knob
 from infra.stage import stage_dir, stage_main
 from model import factory
@@ -105,7 +105,7 @@ def candidates(cfg) -> tuple[list[dict], int]:
     set were removed (from the sampled prompts and the files)."""
     rows, removed = sampled(cfg) if cfg.model else ([], 0)
     files = [{**row, "prompt_id": row["prompt"]} for path in cfg.files for row in load_rows(path)]
-    files, dropped = decontaminate_prompts(files, cfg.eval_sets, limit=cfg.eval_limit, where=f"{cfg.files}")
+    files, dropped = cfg.decontaminated(files, where=f"{cfg.files}")
     return rows + files, removed + dropped
 
 

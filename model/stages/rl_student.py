@@ -20,13 +20,12 @@ N GPUs:        deepspeed --num_gpus N --no_local_rank --module flows.cli stage r
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
 from infra.config import knob
-from infra.stage import item_path, stage_dir, stage_main
-from model.stages.common import grpo_stage
+from infra.stage import stage_dir, stage_main
+from model.stages.common import ItemModel, grpo_stage
 from model.stages.r1_zero import R1ZeroConfig
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ NAME = "rl_student"
 
 
 @dataclass
-class RLStudentConfig(R1ZeroConfig):
+class RLStudentConfig(R1ZeroConfig, ItemModel):
     item: str = knob("", "Student name, the foreach item of `r1flow stage rl_student@<name>`.")
     model: str = knob("artifacts/student/{item}/model", "Policy to start from; {item} is replaced by its name.")
     steps: int = knob(20, "GRPO steps (s96: ~1.2x the CPU time of distill's 100 SFT steps).")
@@ -42,7 +41,7 @@ class RLStudentConfig(R1ZeroConfig):
 
 def run(cfg: RLStudentConfig) -> dict:
     """GRPO from the student with R1-Zero's rewards; returns the last step's metrics and a summary."""
-    policy = dataclasses.replace(cfg, model=item_path(cfg.model, cfg.item))
+    policy = cfg.for_item()
     return grpo_stage(NAME, policy, out=stage_dir(NAME, cfg.item))
 
 

@@ -58,18 +58,18 @@ class StudentConfig(BaseConfig):
         if self.item and self.item not in self.sizes:
             raise ValueError(f"unknown student {self.item!r}; known students (keys of sizes): {sorted(self.sizes)}")
 
-
-def sized(cfg: StudentConfig) -> StudentConfig:
-    """``cfg`` with its student's size knobs applied; a missing or unknown item fails."""
-    if cfg.item not in cfg.sizes:
-        raise ValueError(f"student needs a known student name, got {cfg.item!r}: run "
-                         f"`r1flow stage student@<name>` with name in {sorted(cfg.sizes)}")
-    return dataclasses.replace(cfg, **cfg.sizes[cfg.item])
+    def for_item(self) -> StudentConfig:
+        """This config with its student's size knobs applied (what ``run`` pretrains, and what
+        ``--help`` shows); a missing or unknown item is a ValueError."""
+        if self.item not in self.sizes:
+            raise ValueError(f"student needs a known student name, got {self.item!r}: run "
+                             f"`r1flow stage student@<name>` with name in {sorted(self.sizes)}")
+        return dataclasses.replace(self, **self.sizes[self.item])
 
 
 def run(cfg: StudentConfig) -> dict:
     """Pretrain (or reference) the student ``cfg.item``; returns pretraining metrics and its size."""
-    student = sized(cfg)
+    student = cfg.for_item()
     metrics = pretrain(student, stage_dir(NAME, cfg.item))
     shape = {} if student.model else {k: getattr(student, k) for k in SIZE_KNOBS if k not in ("model", "family")}
     log.info("student %s: %s, %s parameters", cfg.item, shape, metrics.get("parameters"))
