@@ -46,3 +46,22 @@ def test_fix_rewrites_drifted_deps_and_keeps_comments(tmp_path):
     assert deps.drift(dvc_yaml) == {"report": {"missing": ["model/stages/report.py"], "extra": []}}
     assert deps.fix(dvc_yaml) == ["report"]
     assert deps.drift(dvc_yaml) == {} and dvc_yaml.read_text() == text  # comments and layout kept
+
+
+def test_every_value_a_stage_inherits_is_one_of_its_params():
+    import dataclasses
+    import importlib
+
+    from flows.cli import STAGES
+    from flows.pipeline import _config_class
+    from infra.config import load_yaml
+
+    stages = load_yaml((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        params = spec.get("do", spec).get("params", [])
+        cls = _config_class(importlib.import_module(STAGES[name]))
+        for field in dataclasses.fields(cls):
+            source = field.metadata.get("inherit")
+            if source:
+                assert source in params or source.split(".")[0] in params, (
+                    f"dvc.yaml stage {name}: its config inherits {source}; list it under params")
