@@ -21,6 +21,7 @@ from infra import launch, schedule, tracking
 from infra.config import load_params, load_yaml
 from infra.dag import stage_graph
 from infra.logs import scrub_log_records
+from infra.proc import stop_children_on_termination
 from tasks.stages import run_stage, retries_for
 from tasks.tracking import close_pipeline_run, open_pipeline_run
 from tasks.workspace import create_workspace, publish
@@ -81,6 +82,28 @@ def check_overrides(overrides: dict[str, dict], where: str) -> None:
     params = load_params("params.yaml") if Path("params.yaml").is_file() else {}
     merged = {**params, **{stage: {**(params.get(stage) or {}), **values} for stage, values in overrides.items()}}
     check_params(merged, where=where)
+    if Path("dvc.yaml").is_file():
+        check_param_deps(merged, "dvc.yaml")
+
+
+def check_param_deps(params: dict[str, dict], dvc_yaml: str | Path) -> None:
+    """Every ``params:`` key of ``dvc_yaml``'s stages exists in ``params`` (DVC refuses to run
+    a stage whose param is missing, after the stages before it ran).
+
+    Raises:
+        ValueError: naming the stage and the missing key.
+    """
+    stages = (load_yaml(Path(dvc_yaml).read_text()) or {}).get("stages", {})
+    for name, spec in stages.items():
+        for key in spec.get("do", spec).get("params", []):
+            if not isinstance(key, str) or "${" in key:
+                continue
+            node: Any = params
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise ValueError(f"params.yaml has no {key}, which stage {name} of {dvc_yaml} depends on; "
+                                     f"add it (params.yaml in the repository has every key)")
+                node = node[part]
 
 
 def check_params(params: dict[str, dict], where: str = "params") -> None:
@@ -197,6 +220,7 @@ def r1_pipeline(
             reuse the others from DVC's cache; empty = all.
     """
     scrub_log_records()  # what Prefect shows in the terminal and the UI
+    stop_children_on_termination()  # a run cancelled in the UI stops its stages' process trees
     logger = get_run_logger()
     # The flow-run name plus 8 characters of its id: unique even if two runs share a name.
     run_name = f"{flow_run.name}-{str(flow_run.id)[:8]}" if flow_run.id else "local"
@@ -233,5 +257,6 @@ def stage_flow(stage: str, workspace: str, force: bool = False) -> dict:
         force: run even if DVC considers the stage up to date.
     """
     scrub_log_records()
+    stop_children_on_termination()
     return run_stage.with_options(retries=retries_for(stage))(stage, workspace, None, tracking.tracking_uri(),
                                                               force=force)

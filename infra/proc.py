@@ -90,17 +90,84 @@ def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None
     tail: collections.deque[str] = collections.deque(maxlen=keep)
     env = env or tool_env()
     secrets = secret_values(env)  # the child's credentials, read once, not once a line
-    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as proc:
-        assert proc.stdout is not None
-        for raw in split_lines(iter(lambda: proc.stdout.read1(65536), b"")):
-            if line := scrub(raw.rstrip(), secrets):
-                tail.append(line)
-                on_line(line)
-        returncode = proc.wait()
+    # Its own process group (session): the command and everything it starts (dvc, the stage,
+    # DeepSpeed's ranks) stop together (stop_group), on an error here or a cancelled run.
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+        _GROUPS.add(proc.pid)
+        try:
+            assert proc.stdout is not None
+            for raw in split_lines(iter(lambda: proc.stdout.read1(65536), b"")):
+                if line := scrub(raw.rstrip(), secrets):
+                    tail.append(line)
+                    on_line(line)
+            returncode = proc.wait()
+        finally:
+            stop_group(proc.pid)  # what the command left running, or all of it after an error here
+            _GROUPS.discard(proc.pid)
     if returncode:
         raise CommandError(cmd, returncode, list(tail))
     return list(tail)
+
+
+_GROUPS: set[int] = set()  # process groups of the commands streaming now
+
+
+def stop_group(pgid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM every process of group ``pgid``, then SIGKILL what is left after ``grace_s``
+    (DeepSpeed's launcher and torchrun stop their ranks on SIGTERM). Returns at once for a
+    group with no process left."""
+    import signal
+    import time
+
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_children_on_termination() -> None:
+    """On SIGTERM (how Prefect's runner cancels a flow run: it signals the flow-run process
+    alone) or SIGINT (Ctrl-C: the commands run in sessions of their own, out of the terminal's
+    reach), first stop the process group of every command :func:`stream` is running, then do
+    what the signal did before (Prefect's handler, KeyboardInterrupt). Call it in the main
+    thread; elsewhere it does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not getattr(previous, "stops_children", False):
+            signal.signal(signum, _stopping_children(previous))
+
+
+def _stopping_children(previous):
+    import signal
+
+    def handler(signum, frame):
+        for pgid in list(_GROUPS):
+            stop_group(pgid, grace_s=5.0)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    handler.stops_children = True  # type: ignore[attr-defined]
+    return handler
 
 
 def run(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None, input: str | None = None) -> str:

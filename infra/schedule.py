@@ -25,6 +25,10 @@ from infra import launch
 log = logging.getLogger(__name__)
 
 
+class NotStarted(RuntimeError):
+    """A stage was not started because another stage of the run failed."""
+
+
 def heights(graph: dict[str, list[str]]) -> dict[str, int]:
     """Stages on the longest chain from each stage to the end of the DAG, itself included:
     the higher, the sooner a stage should start (``graph`` in topological order)."""
@@ -127,16 +131,17 @@ class Scheduler:
     @contextlib.contextmanager
     def slot(self, stage: str) -> Iterator[tuple[int, list[str] | None]]:
         """Wait for a slot, then hold it for the block; yields (threads, GPU set or None).
-        After a stage has failed no stage starts (RuntimeError); the running ones finish."""
+        After a stage has failed no other stage starts (:class:`NotStarted`) until a retry
+        of it succeeds; the running ones finish."""
         with self._cond:
             self._waiting.add(stage)
             try:
-                while not self._first_to_start(stage):
-                    if self.failed:
-                        raise RuntimeError(f"stage {stage} not started: stage {self.failed} failed")
+                while True:
+                    if self.failed and self.failed != stage:
+                        raise NotStarted(f"stage {stage} not started: stage {self.failed} failed")
+                    if self._first_to_start(stage):
+                        break
                     self._cond.wait(timeout=1.0)
-                if self.failed:
-                    raise RuntimeError(f"stage {stage} not started: stage {self.failed} failed")
             finally:
                 self._waiting.discard(stage)
                 self._cond.notify_all()
@@ -144,6 +149,8 @@ class Scheduler:
             gpus = self.gpus.take(stage)
         try:
             yield self.threads, gpus
+            if self.failed == stage:  # a retry succeeded
+                self.failed = None
         except BaseException:
             self.failed = self.failed or stage
             raise

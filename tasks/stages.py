@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.states import Cancelled
 
 from infra import schedule
 from infra.launch import LAUNCH_FILE_ENV, launch_settings
@@ -47,12 +48,15 @@ def run_stage(stage: str, workspace: str, parent_run_id: str | None, tracking_ur
     """Reproduce ``stage`` (``NAME`` or ``NAME@ITEM``) in ``workspace``, streaming its output;
     returns its metrics.json. ``force`` runs it even when DVC considers it up to date. Inside a
     pipeline run it first waits for a slot of the run's scheduler (infra/schedule.py), which
-    gives its CPU threads and GPU set."""
+    gives its CPU threads and GPU set; after another stage failed it ends Cancelled, unstarted."""
     logger = get_run_logger()
     # DVC holds its repo lock only around bookkeeping, so stages of one workspace run side by side.
     cmd = ["dvc", "--wait-for-lock", "repro", "--single-item", stage] + (["--force"] if force else [])
-    with schedule.slot(workspace, stage) as (threads, gpus):
-        stream(cmd, cwd=workspace, env=stage_env(parent_run_id, tracking_uri, threads, gpus), on_line=logger.info)
+    try:
+        with schedule.slot(workspace, stage) as (threads, gpus):
+            stream(cmd, cwd=workspace, env=stage_env(parent_run_id, tracking_uri, threads, gpus), on_line=logger.info)
+    except schedule.NotStarted as why:  # shown as Cancelled in the UI, not as a failure of its own
+        return Cancelled(message=str(why))
     metrics_path = Path(workspace) / "artifacts" / stage.replace("@", "/") / "metrics.json"
     return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
 

@@ -172,3 +172,40 @@ def test_reproduce_gives_identical_outputs(served, ui_runs):
     assert set(report) == {"artifacts/r1_zero/model", "artifacts/r1_zero/prompts.jsonl",
                            "artifacts/r1_zero/samples.jsonl"}
     assert all(entry["match"] and entry["expected"] for entry in report.values())
+
+
+def _processes(marker: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_cancelling_a_run_in_the_ui_stops_its_stage_process_tree(served, ui_runs):
+    """After the runs above: a long base stage, cancelled as the UI's Cancel button does."""
+    api, dep = served["api"], served["deployment"]
+    run = _request("POST", f"{api}/deployments/{dep}/create_flow_run", {"parameters": {
+        "stages": ["base"], "params": {"base": {"max_steps": 100000, "checkpoint_every": 0, "seed": 7}}}})
+    marker = b"flows.cli\0stage\0base"
+    deadline = time.time() + 300
+    while not _processes(marker) and time.time() < deadline:
+        time.sleep(0.5)
+    tree = _processes(marker) + _processes(b"repro\0--single-item\0base")
+    assert tree, "the base stage never started"
+    _request("POST", f"{api}/flow_runs/{run['id']}/set_state",
+             {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
+    deadline = time.time() + 180
+    state = None
+    while time.time() < deadline:
+        state = _request("GET", f"{api}/flow_runs/{run['id']}")["state"]["type"]
+        if state in ("CANCELLED", "COMPLETED", "FAILED", "CRASHED") and not any(Path(f"/proc/{p}").exists()
+                                                                                  for p in tree):
+            break
+        time.sleep(1)
+    assert state == "CANCELLED"
+    left = [p for p in tree if Path(f"/proc/{p}").exists()]
+    assert not left, f"still running after the cancel: {left}"
