@@ -358,3 +358,20 @@ def test_reward_model_folder_is_a_scoring_model(clean_env, tiny_base, tmp_path):
     with pytest.raises(ValueError, match="holds no model"):
         with tracking.stage_run("reward_model", {}) as run:
             run.log_model(tmp_path, "nothing", "reward_model")
+
+
+# Where r1flow's code lives (the installed packages and the benchmarks that drive them).
+SOURCE_DIRS = ("flows", "tasks", "model", "data", "infra", "benchmarks")
+VARIABLE = r"\bR1FLOW_[A-Z0-9_]*[A-Z0-9]\b"
+
+
+def test_every_r1flow_variable_is_in_the_readme():
+    import re
+
+    used = {name: str(path.relative_to(ROOT)) for folder in SOURCE_DIRS for path in sorted((ROOT / folder).rglob("*.py"))
+            for name in re.findall(VARIABLE, path.read_text())}
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(R1FLOW_[A-Z0-9_]+)` \|", readme, flags=re.M))
+    missing = {name: where for name, where in used.items() if name not in listed}
+    assert not missing, f"add these to the README's table of variables (name: a file that reads it): {missing}"
+    assert listed <= set(used), f"the README lists variables no code reads: {sorted(listed - set(used))}"
