@@ -489,10 +489,12 @@ class StageRun:
         working directory (``dvc.path``, the DVC output) and its absolute path
         (``r1flow.weights``); the DVC md5 is added when the pipeline knows it
         (``tasks.tracking.close_pipeline_run``). Raises ValueError when ``folder`` holds no
-        model; an upload failure marks the model FAILED and raises.
+        model; an upload failure marks the model FAILED and raises :class:`ArtifactUploadError`.
         """
         import mlflow.pyfunc
+        import requests
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.exceptions import MlflowException
         from mlflow.models import Model
 
         from model import mlflow_model
@@ -521,9 +523,11 @@ class StageRun:
                     mlflow_model=meta)
                 self.client.log_model_artifacts(logged.model_id, str(Path(tmp) / "model"))
             self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, self.last_step)])
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(Exception):
                 self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            if isinstance(err, (MlflowException, requests.RequestException)):
+                raise ArtifactUploadError(folder, self.run_id, self.client.tracking_uri, err) from err
             raise
         self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return logged.model_id

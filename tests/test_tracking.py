@@ -282,10 +282,15 @@ def workspace_with_models(root: Path, tiny: Path) -> Path:
 
     import yaml
 
+    from model import factory, reward_model
+
     folders = {"all_scenario_rl": "artifacts/all_scenario_rl/model", "distill@s64": "artifacts/distill/s64/model",
                "r1_zero": "artifacts/r1_zero/model"}
     for path in folders.values():
         shutil.copytree(tiny, root / path)
+    tokenizer = factory.load_tokenizer(tiny)
+    factory.save_pretrained(reward_model.from_base(tiny, tokenizer), tokenizer, root / "artifacts/reward_model/helpful")
+    (root / "artifacts/reward_model/checkpoints").mkdir()  # not a model
     (root / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"models": {
         "r1": folders["all_scenario_rl"], "s64_distill": folders["distill@s64"], "r1_zero": folders["r1_zero"],
         "s96_distill": "artifacts/distill/s96/model"}}}))
@@ -298,6 +303,7 @@ def workspace_with_models(root: Path, tiny: Path) -> Path:
 @pytest.mark.parametrize("store", ["sqlite", "server"])
 def test_stage_models_are_logged_and_shipped_ones_registered(store, clean_env, tiny_base, tmp_path, request):
     import mlflow.pyfunc
+    import pandas as pd
 
     from infra.stage import publish
     from tasks.tracking import close_pipeline_run
@@ -307,7 +313,7 @@ def test_stage_models_are_logged_and_shipped_ones_registered(store, clean_env, t
     mlflow_client = tracking.client()
     mlflow.set_tracking_uri(mlflow_client.tracking_uri)  # the fluent loader below
     workspace = workspace_with_models(tmp_path, tiny_base)
-    stages = ["r1_zero", "all_scenario_rl", "distill@s64"]
+    stages = ["r1_zero", "all_scenario_rl", "distill@s64", "reward_model"]
     parent = tracking.start_pipeline_run("pipeline", {})
     clean_env.setenv(tracking.PARENT_ENV, parent)
     for stage in stages:
@@ -333,31 +339,19 @@ def test_stage_models_are_logged_and_shipped_ones_registered(store, clean_env, t
     assert version.tags["dvc.md5"] == "1" * 32 + ".dir" and version.tags["r1flow.lineage_commit"] == "c0ffee"
     assert version.tags["dvc.path"] == "artifacts/distill/s64/model" and version.source.startswith("models:/m-")
     assert mlflow.pyfunc.load_model("models:/r1/1").predict(["Compute 1 + 1"], params={"max_new_tokens": 2})
+    [helpful] = tracking.stage_models(tracking.find_stage_run(parent, "reward_model")).values()
+    scores = mlflow.pyfunc.load_model(f"models:/{helpful}").predict(
+        pd.DataFrame({"prompt": ["Compute 1 + 1", "Compute 2 + 2"], "response": ["2", "5"]}))
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    with pytest.raises(ValueError, match="holds no model"):
+        with tracking.stage_run("reward_model", {}) as run:
+            run.log_model(tmp_path / "artifacts", "nothing", "reward_model")
 
     # The next pipeline run restores every stage from DVC's cache: no stage runs, no new versions.
     again = tracking.start_pipeline_run("pipeline-2", {})
     close_pipeline_run.fn(again, str(workspace), stages, "beef")
     assert json.loads(mlflow_client.get_run(again).data.tags["r1flow.registered"]) == registered
     assert len(mlflow_client.search_model_versions("name = 'r1'")) == 1
-
-
-def test_reward_model_folder_is_a_scoring_model(clean_env, tiny_base, tmp_path):
-    import mlflow.pyfunc
-    import pandas as pd
-
-    from model import factory, reward_model
-
-    tokenizer = factory.load_tokenizer(tiny_base)
-    factory.save_pretrained(reward_model.from_base(tiny_base, tokenizer), tokenizer, tmp_path / "helpful")
-    with tracking.stage_run("reward_model", {}) as run:
-        model_id = run.log_model(tmp_path / "helpful", "reward_model-helpful", "reward_model")
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    scores = mlflow.pyfunc.load_model(f"models:/{model_id}").predict(
-        pd.DataFrame({"prompt": ["Compute 1 + 1", "Compute 2 + 2"], "response": ["2", "5"]}))
-    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
-    with pytest.raises(ValueError, match="holds no model"):
-        with tracking.stage_run("reward_model", {}) as run:
-            run.log_model(tmp_path, "nothing", "reward_model")
 
 
 # Where r1flow's code lives (the installed packages and the benchmarks that drive them).
