@@ -136,7 +136,9 @@ def record(out: Path, metrics: dict) -> None:
 
 
 def publish(mlrun, out: Path, metrics: dict) -> None:
-    """Final metrics, curves, samples, datasets, quality reports and tables to MLflow."""
+    """Final metrics, curves, samples, datasets, quality reports, tables and models (each
+    model folder as an MLflow model of the run: :meth:`infra.tracking.StageRun.log_model`)
+    to MLflow."""
     label = "@".join(out.relative_to(ARTIFACTS).parts) if out.is_relative_to(ARTIFACTS) else out.name
     mlrun.log_metrics(metrics)
     texts = {f"r1flow.{key}": value for key, value in metrics.items() if isinstance(value, str)}
@@ -158,6 +160,16 @@ def publish(mlrun, out: Path, metrics: dict) -> None:
     for extra in ("quality", "table.md"):
         if (out / extra).exists():
             mlrun.log_artifact(out / extra)
+    for folder in model_folders(out):
+        mlrun.log_model(folder, name=f"{label}-{folder.name}", stage=label)
+
+
+def model_folders(out: Path) -> list[Path]:
+    """The model folders a stage wrote: children of ``out`` holding an HF model or a hub
+    reference (``model``, ``helpful``, ``harmless``), sorted; checkpoints are not models."""
+    from model.factory import model_kind
+
+    return sorted(p for p in out.iterdir() if p.is_dir() and p.name != "checkpoints" and model_kind(p))
 
 
 def _process_age() -> float:

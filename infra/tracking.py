@@ -1,7 +1,8 @@
 """MLflow tracking: one run per stage, nested under one parent run per pipeline run.
 
 Where runs go is the standard ``MLFLOW_TRACKING_URI``; unset means the embedded store
-``sqlite:///<cwd>/mlflow.db``. The experiment is ``$R1FLOW_EXPERIMENT`` (default ``r1flow``).
+``sqlite:///<cwd>/mlflow.db``. The experiment is MLflow's own ``MLFLOW_EXPERIMENT_ID`` or
+``MLFLOW_EXPERIMENT_NAME`` (the id wins, as in ``mlflow.start_run``), default ``r1flow``.
 A stage's ``main()`` wraps its work in :func:`stage_run`; when the pipeline (Prefect) opened
 a parent with :func:`start_pipeline_run` it passes the id down as ``$R1FLOW_PARENT_RUN_ID`` and
 the stage run becomes its child. Only rank 0 of a multi-rank job logs.
@@ -43,7 +44,8 @@ from infra.logs import redact, scrub, secret_values
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "R1FLOW_PARENT_RUN_ID"
-EXPERIMENT_ENV = "R1FLOW_EXPERIMENT"
+EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"  # MLflow's own variables (mlflow.environment_variables)
+EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_ID"
 DEFAULT_EXPERIMENT = "r1flow"
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 _SUPPRESS_URL_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
@@ -71,8 +73,8 @@ def tracking_uri() -> str:
 
 
 def experiment_name() -> str:
-    """``$R1FLOW_EXPERIMENT``, else ``r1flow``."""
-    return os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+    """``$MLFLOW_EXPERIMENT_NAME``, else ``r1flow``."""
+    return os.environ.get(EXPERIMENT_NAME_ENV) or DEFAULT_EXPERIMENT
 
 
 def client():
@@ -104,10 +106,18 @@ def _artifact_location(uri: str) -> str | None:
 
 
 def experiment_id(mlflow_client=None, name: str | None = None) -> str:
-    """Id of experiment ``name`` (default :func:`experiment_name`), created or restored as needed."""
+    """Id of experiment ``name``, created or restored as needed. Without ``name``:
+    ``$MLFLOW_EXPERIMENT_ID`` when set (it must exist: MLflow does not create experiments by
+    id; a missing one raises ``MlflowException``), else :func:`experiment_name`."""
     from mlflow.exceptions import MlflowException
 
     mlflow_client = mlflow_client or client()
+    if name is None and os.environ.get(EXPERIMENT_ID_ENV):
+        exp = mlflow_client.get_experiment(os.environ[EXPERIMENT_ID_ENV])  # raises if unknown
+        if exp.lifecycle_stage == "deleted":
+            raise MlflowException(f"MLflow experiment {exp.experiment_id} ({exp.name}) named by "
+                                  f"${EXPERIMENT_ID_ENV} is deleted; restore it or unset the variable")
+        return exp.experiment_id
     name = name or experiment_name()
     exp = mlflow_client.get_experiment_by_name(name)
     if exp is None:
@@ -246,12 +256,81 @@ def find_stage_run(parent_run_id: str, stage: str) -> str | None:
     """Id of the newest child run of ``parent_run_id`` named ``stage``, or None."""
     mlflow_client = client()
     exp_id = mlflow_client.get_run(parent_run_id).info.experiment_id
-    quoted = json.dumps(stage) if "'" in stage else f"'{stage}'"
     runs = mlflow_client.search_runs(
         [exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
-                                f"AND attributes.run_name = {quoted}",
+                                f"AND attributes.run_name = {_quoted(stage)}",
         order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id if runs else None
+
+
+# ----------------------------------------------------------------------------- models and the registry
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a string literal of MLflow's search syntax."""
+    return json.dumps(value) if "'" in value else f"'{value}'"
+
+
+def stage_models(run_id: str) -> dict[str, str]:
+    """``{dvc.path: model id}`` of the READY models logged by run ``run_id``
+    (:meth:`StageRun.log_model`); the newest wins if one folder was logged twice."""
+    mlflow_client = client()
+    exp_id = mlflow_client.get_run(run_id).info.experiment_id
+    models = mlflow_client.search_logged_models(
+        [exp_id], filter_string=f"source_run_id = {_quoted(run_id)}",
+        order_by=[{"field_name": "creation_timestamp", "ascending": True}])
+    return {m.tags["dvc.path"]: m.model_id for m in models if _ready(m) and "dvc.path" in m.tags}
+
+
+def _ready(model) -> bool:
+    """Whether a LoggedModel finished uploading (mlflow 3.17's sqlite store cannot filter
+    ``status = 'READY'``: it compares the enum's number)."""
+    from mlflow.entities import LoggedModelStatus
+
+    return model.status == LoggedModelStatus.READY
+
+
+def tag_model(model_id: str, tags: dict) -> None:
+    """Set (redacted) tags on logged model ``model_id``."""
+    client().set_logged_model_tags(model_id, {metric_key(k): str(v) for k, v in redact(tags).items()})
+
+
+def find_model(path: str, md5: str) -> str | None:
+    """Id of the newest READY model of this experiment logged from folder ``path`` whose
+    weights had DVC md5 ``md5`` (tagged by an earlier pipeline run), or None: how a stage
+    restored from DVC's cache, which logged nothing this time, finds its model."""
+    mlflow_client = client()
+    models = mlflow_client.search_logged_models(
+        [experiment_id(mlflow_client)],
+        filter_string=f"tags.`dvc.path` = {_quoted(path)} AND tags.`dvc.md5` = {_quoted(md5)}",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}])
+    return next((m.model_id for m in models if _ready(m)), None)
+
+
+def register_model(name: str, model_id: str, tags: dict) -> str:
+    """Register logged model ``model_id`` as a new version of registered model ``name``
+    (created when missing) carrying ``tags``, and return the version number. When a version
+    of ``name`` already has the same ``dvc.md5`` tag (the same weights), that version is
+    returned and nothing is created."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
+    try:
+        mlflow_client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    if md5 := tags.get("dvc.md5"):
+        same = mlflow_client.search_model_versions(
+            f"name = {_quoted(name)} AND tags.`dvc.md5` = {_quoted(md5)}", max_results=1)
+        if same:
+            return str(same[0].version)
+    model = mlflow_client.get_logged_model(model_id)
+    version = mlflow_client.create_model_version(
+        name, source=model.model_uri, run_id=model.source_run_id, model_id=model_id,
+        tags={metric_key(k): str(v) for k, v in redact(tags).items()})
+    log.info("registered model %s version %s (%s)", name, version.version, model_id)
+    return str(version.version)
 
 
 # ----------------------------------------------------------------------------- stage runs
@@ -400,6 +479,59 @@ class StageRun:
         except (MlflowException, requests.RequestException) as err:
             raise ArtifactUploadError(path, self.run_id, self.client.tracking_uri, err) from err
 
+    def log_model(self, folder: str | Path, name: str, stage: str) -> str:
+        """Log the HF model in ``folder`` as an MLflow model of this run, named ``name`` (no
+        ``/ : .``), and return its model id (``models:/<id>`` loads it with
+        ``mlflow.pyfunc.load_model``).
+
+        The model is a pyfunc pointer at the weights, not a copy (:mod:`model.mlflow_model`
+        says why): its tags name the stage (``r1flow.stage``), the folder relative to the
+        working directory (``dvc.path``, the DVC output) and its absolute path
+        (``r1flow.weights``); the DVC md5 is added when the pipeline knows it
+        (``tasks.tracking.close_pipeline_run``). Raises ValueError when ``folder`` holds no
+        model; an upload failure marks the model FAILED and raises :class:`ArtifactUploadError`.
+        """
+        import mlflow.pyfunc
+        import requests
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.exceptions import MlflowException
+        from mlflow.models import Model
+
+        from model import mlflow_model
+        from model.factory import model_kind
+
+        folder = Path(folder).resolve()
+        kind = model_kind(folder)
+        if kind is None:
+            raise ValueError(f"{folder} holds no model (no config.json or hub reference)")
+        config = {"weights": str(folder), "path": os.path.relpath(folder, Path.cwd().resolve()),
+                  "stage": stage, "kind": kind}
+        logging.getLogger("mlflow.pyfunc").addFilter(mlflow_model.QUIET_PICKLE)  # once per process
+        exp_id = self.client.get_run(self.run_id).info.experiment_id
+        logged = self.client.create_logged_model(
+            exp_id, name=name, source_run_id=self.run_id, model_type=kind,
+            tags={"r1flow.stage": stage, "dvc.path": config["path"], "r1flow.weights": config["weights"]})
+        try:
+            with tempfile.TemporaryDirectory(prefix="r1flow-model-") as tmp, warnings.catch_warnings():
+                # No input example on purpose: MLflow would load the weights to validate it.
+                warnings.filterwarnings("ignore", message=".*input example was not provided")
+                meta = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
+                             run_id=self.run_id, model_id=logged.model_id)
+                mlflow.pyfunc.save_model(
+                    Path(tmp) / "model", python_model=mlflow_model.WeightsPointer(), model_config=config,
+                    signature=mlflow_model.signature(kind), pip_requirements=mlflow_model.requirements(),
+                    mlflow_model=meta)
+                self.client.log_model_artifacts(logged.model_id, str(Path(tmp) / "model"))
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, self.last_step)])
+        except BaseException as err:
+            with contextlib.suppress(Exception):
+                self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            if isinstance(err, (MlflowException, requests.RequestException)):
+                raise ArtifactUploadError(folder, self.run_id, self.client.tracking_uri, err) from err
+            raise
+        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return logged.model_id
+
     def log_curves(self, rows: list[dict], keys: list[str], name: str) -> str:
         """Plot ``keys`` of step rows (see :func:`infra.plots.plot_curves`) and log the PNG as
         ``plots/<name>.png``; returns that artifact path."""
@@ -465,6 +597,9 @@ class NullRun:
         """No-op."""
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """No-op."""
+
+    def log_model(self, folder: str | Path, name: str, stage: str) -> None:
         """No-op."""
 
     def log_curves(self, rows: list[dict], keys: list[str], name: str) -> str:

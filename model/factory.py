@@ -216,6 +216,23 @@ def save_pretrained(model, tokenizer, out_dir: str | Path) -> Path:
     return out
 
 
+CAUSAL_LM, REWARD_MODEL = "causal_lm", "reward_model"
+
+
+def model_kind(folder: str | Path) -> str | None:
+    """``"causal_lm"`` or ``"reward_model"`` for an HF model folder (from the architectures in
+    its config.json; a folder holding only a hub reference is a causal LM), None when
+    ``folder`` holds no model."""
+    import json
+
+    folder = Path(folder)
+    config = folder / "config.json"
+    if config.is_file():
+        archs = json.loads(config.read_text()).get("architectures") or []
+        return REWARD_MODEL if any(a.endswith("ForSequenceClassification") for a in archs) else CAUSAL_LM
+    return CAUSAL_LM if (folder / REFERENCE_FILE).is_file() else None
+
+
 def inference_device():
     """Where a model loaded to sample or score goes: this process's GPU when CUDA is there
     (``cuda:$LOCAL_RANK``, so each rank of a launched job uses its own), else the CPU."""

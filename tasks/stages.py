@@ -16,10 +16,10 @@ from prefect import get_run_logger, task
 from prefect.states import Cancelled
 
 from infra import schedule
+from infra.tracking import PARENT_ENV
 from infra.launch import LAUNCH_FILE_ENV, launch_settings
 from infra.proc import stream, tool_env
 
-PARENT_RUN_ENV = "R1FLOW_PARENT_RUN_ID"
 
 
 def stage_env(parent_run_id: str | None, tracking_uri: str, threads: int | None = None,
@@ -35,7 +35,7 @@ def stage_env(parent_run_id: str | None, tracking_uri: str, threads: int | None 
     if threads:
         extra["OMP_NUM_THREADS"] = str(threads)
     if parent_run_id:
-        extra[PARENT_RUN_ENV] = parent_run_id
+        extra[PARENT_ENV] = parent_run_id
     env = tool_env(extra)
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # each stage process sets up its own process group

@@ -102,6 +102,29 @@ def test_mlflow_parent_run_holds_the_report_and_a_child_per_stage(finished):
     assert {c.info.run_name for c in children} == set(load_stages(project / "dvc.yaml"))
 
 
+def test_stage_models_are_logged_and_shipped_ones_registered(finished):
+    project = finished[0]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    exps = [e.experiment_id for e in client.search_experiments()]
+    assert [client.get_experiment(e).name for e in exps if e != "0"] == ["r1flow"]
+    [parent] = client.search_runs(exps, "tags.`r1flow.run` != ''")  # the first run (tests below add runs)
+    commit = parent.data.tags["r1flow.lineage_commit"]
+    models = client.search_logged_models(exps)
+    paths = {m.tags["dvc.path"] for m in models}
+    assert set(SMALL["evaluate"]["models"].values()) <= paths  # every evaluated model, trained or not
+    assert {"artifacts/reward_model/helpful", "artifacts/reward_model/harmless"} <= paths
+    assert all(m.tags["r1flow.lineage_commit"] == commit and m.tags["dvc.md5"].endswith(".dir") for m in models)
+    registered = json.loads(parent.data.tags["r1flow.registered"])
+    assert sorted(registered) == ["r1", "s64_distill", "s64_rl", "s96_distill", "s96_rl"]
+    for name, version in registered.items():
+        got = client.get_model_version(name, version)
+        assert got.tags["r1flow.lineage_commit"] == commit
+        assert got.tags["dvc.path"] == SMALL["evaluate"]["models"][name]
+        assert got.tags["dvc.md5"] == next(m.tags["dvc.md5"] for m in models if m.tags["dvc.path"] == got.tags["dvc.path"])
+
+
 # After the tests above (they count one pipeline run): the same project, run again.
 
 def test_a_second_run_restores_every_stage_from_dvcs_cache(finished):

@@ -23,7 +23,8 @@ MARKER = "MARKER-s3cr3t-7f3a9c"
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """No tracking settings or credentials inherited from the caller; cwd = tmp_path."""
-    for name in ("MLFLOW_TRACKING_URI", tracking.PARENT_ENV, tracking.EXPERIMENT_ENV,
+    for name in ("MLFLOW_TRACKING_URI", tracking.PARENT_ENV, tracking.EXPERIMENT_NAME_ENV,
+                 tracking.EXPERIMENT_ID_ENV,
                  "RANK", *logs.SECRET_ENV, "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -34,7 +35,7 @@ def clean_env(monkeypatch, tmp_path):
 def on_server(clean_env, mlflow_server, request):  # noqa: F811
     """Tracking against the session's MLflow server, one experiment per test."""
     clean_env.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    clean_env.setenv(tracking.EXPERIMENT_ENV, f"test-{request.node.name}")
+    clean_env.setenv(tracking.EXPERIMENT_NAME_ENV, f"test-{request.node.name}")
     from mlflow import MlflowClient
 
     return MlflowClient(mlflow_server)
@@ -212,7 +213,7 @@ def test_password_in_tracking_uri_never_printed(clean_env, mlflow_server, tmp_pa
     # works; r1flow's INFO lines, MLflow's own lines and warnings all pass through the process.
     uri = mlflow_server.replace("http://", f"http://ann:{MARKER}@")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri,
-           tracking.EXPERIMENT_ENV: "test-uri-password"}
+           tracking.EXPERIMENT_NAME_ENV: "test-uri-password"}
     done = subprocess.run([sys.executable, "-c", LOGS_A_RUN], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -249,3 +250,122 @@ def test_secrets_never_reach_mlflow(on_server, clean_env, tmp_path):
     assert set(files) == {"rows.json", "run.json", "out/log.txt", "out/weights.bin"}
     assert not [name for name, data in files.items() if MARKER.encode() in data]
     assert (tmp_path / "run.json").read_text().count(MARKER) == 2  # the user's file is untouched
+
+
+# ----------------------------------------------------------------------------- MLflow's conventions
+
+
+def test_mlflow_experiment_variables_are_honoured(clean_env):
+    with tracking.stage_run("base", {}) as default:
+        pass
+    clean_env.setenv("MLFLOW_EXPERIMENT_NAME", "named-by-mlflow")
+    with tracking.stage_run("base", {}) as named:
+        pass
+    other = tracking.client().create_experiment("picked-by-id")
+    clean_env.setenv("MLFLOW_EXPERIMENT_ID", other)  # the id wins over the name, as in MLflow
+    with tracking.stage_run("base", {}) as by_id:
+        pass
+    mlflow_client = tracking.client()
+    names = [mlflow_client.get_experiment(mlflow_client.get_run(r.run_id).info.experiment_id).name
+             for r in (default, named, by_id)]
+    assert names == ["r1flow", "named-by-mlflow", "picked-by-id"]
+    clean_env.setenv("MLFLOW_EXPERIMENT_ID", "987654")
+    from mlflow.exceptions import MlflowException
+    with pytest.raises(MlflowException):
+        tracking.experiment_id()
+
+
+def workspace_with_models(root: Path, tiny: Path) -> Path:
+    """A pipeline workspace after its stages ran: model folders, params.yaml and a dvc.lock
+    whose outs hold made-up md5s."""
+    import shutil
+
+    import yaml
+
+    from model import factory, reward_model
+
+    folders = {"all_scenario_rl": "artifacts/all_scenario_rl/model", "distill@s64": "artifacts/distill/s64/model",
+               "r1_zero": "artifacts/r1_zero/model"}
+    for path in folders.values():
+        shutil.copytree(tiny, root / path)
+    tokenizer = factory.load_tokenizer(tiny)
+    factory.save_pretrained(reward_model.from_base(tiny, tokenizer), tokenizer, root / "artifacts/reward_model/helpful")
+    (root / "artifacts/reward_model/checkpoints").mkdir()  # not a model
+    (root / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"models": {
+        "r1": folders["all_scenario_rl"], "s64_distill": folders["distill@s64"], "r1_zero": folders["r1_zero"],
+        "s96_distill": "artifacts/distill/s96/model"}}}))
+    lock = {"stages": {stage: {"outs": [{"path": path, "md5": f"{i}" * 32 + ".dir"}]}
+                       for i, (stage, path) in enumerate(folders.items())}}
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    return root
+
+
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_stage_models_are_logged_and_shipped_ones_registered(store, clean_env, tiny_base, tmp_path, request):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from infra.stage import publish
+    from tasks.tracking import close_pipeline_run
+
+    if store == "server":
+        request.getfixturevalue("on_server")
+    mlflow_client = tracking.client()
+    mlflow.set_tracking_uri(mlflow_client.tracking_uri)  # the fluent loader below
+    workspace = workspace_with_models(tmp_path, tiny_base)
+    stages = ["r1_zero", "all_scenario_rl", "distill@s64", "reward_model"]
+    parent = tracking.start_pipeline_run("pipeline", {})
+    clean_env.setenv(tracking.PARENT_ENV, parent)
+    for stage in stages:
+        with tracking.stage_run(stage, {}) as run:
+            publish(run, Path("artifacts", *stage.split("@")), {"loss": 1.0})
+    close_pipeline_run.fn(parent, str(workspace), stages, "c0ffee")
+
+    r1_run = tracking.find_stage_run(parent, "all_scenario_rl")
+    models = tracking.stage_models(r1_run)
+    assert list(models) == ["artifacts/all_scenario_rl/model"]
+    logged = mlflow_client.get_logged_model(models["artifacts/all_scenario_rl/model"])
+    assert logged.tags["dvc.md5"] == "0" * 32 + ".dir" and logged.tags["r1flow.lineage_commit"] == "c0ffee"
+    assert logged.tags["r1flow.stage"] == "all_scenario_rl" and logged.name == "all_scenario_rl-model"
+    loaded = mlflow.pyfunc.load_model(logged.model_uri)
+    [completion] = loaded.predict(["Compute 12 + 30"], params={"max_new_tokens": 4})
+    assert isinstance(completion, str) and completion
+    sizes = [a.file_size for a in mlflow_client.list_logged_model_artifacts(logged.model_id)]
+    assert sum(s or 0 for s in sizes) < 20_000  # a pointer at the DVC folder, not the weights
+
+    registered = json.loads(mlflow_client.get_run(parent).data.tags["r1flow.registered"])
+    assert registered == {"r1": "1", "s64_distill": "1"}  # not r1_zero; s96 did not run
+    version = mlflow_client.get_model_version("s64_distill", "1")
+    assert version.tags["dvc.md5"] == "1" * 32 + ".dir" and version.tags["r1flow.lineage_commit"] == "c0ffee"
+    assert version.tags["dvc.path"] == "artifacts/distill/s64/model" and version.source.startswith("models:/m-")
+    assert mlflow.pyfunc.load_model("models:/r1/1").predict(["Compute 1 + 1"], params={"max_new_tokens": 2})
+    [helpful] = tracking.stage_models(tracking.find_stage_run(parent, "reward_model")).values()
+    scores = mlflow.pyfunc.load_model(f"models:/{helpful}").predict(
+        pd.DataFrame({"prompt": ["Compute 1 + 1", "Compute 2 + 2"], "response": ["2", "5"]}))
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    with pytest.raises(ValueError, match="holds no model"):
+        with tracking.stage_run("reward_model", {}) as run:
+            run.log_model(tmp_path / "artifacts", "nothing", "reward_model")
+
+    # The next pipeline run restores every stage from DVC's cache: no stage runs, no new versions.
+    again = tracking.start_pipeline_run("pipeline-2", {})
+    close_pipeline_run.fn(again, str(workspace), stages, "beef")
+    assert json.loads(mlflow_client.get_run(again).data.tags["r1flow.registered"]) == registered
+    assert len(mlflow_client.search_model_versions("name = 'r1'")) == 1
+
+
+# Where r1flow's code lives (the installed packages and the benchmarks that drive them).
+SOURCE_DIRS = ("flows", "tasks", "model", "data", "infra", "benchmarks")
+VARIABLE = r"\bR1FLOW_[A-Z0-9_]*[A-Z0-9]\b"
+
+
+def test_every_r1flow_variable_is_in_the_readme():
+    import re
+
+    used = {name: str(path.relative_to(ROOT)) for folder in SOURCE_DIRS for path in sorted((ROOT / folder).rglob("*.py"))
+            for name in re.findall(VARIABLE, path.read_text())}
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(R1FLOW_[A-Z0-9_]+)` \|", readme, flags=re.M))
+    missing = {name: where for name, where in used.items() if name not in listed}
+    assert not missing, f"add these to the README's table of variables (name: a file that reads it): {missing}"
+    assert listed <= set(used), f"the README lists variables no code reads: {sorted(listed - set(used))}"
