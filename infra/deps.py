@@ -5,7 +5,7 @@ when none did; a code file missing from ``deps`` makes a stale output count as u
 So every stage's code deps are exactly the project files its process imports (the stage
 module, ``infra.stage`` that runs it and ``infra.launch`` that launches it, and everything
 they import, imports inside functions included), plus the files they read at run time
-(:data:`RUNTIME_FILES`). ``python -m infra.deps --fix`` rewrites the code entries of
+(:data:`RUNTIME_FILES`), less the modules that only report (:data:`REPORTING`). ``python -m infra.deps --fix`` rewrites the code entries of
 dvc.yaml from the code (ruamel round trip: comments stay); tests/test_deps.py fails when
 they drift.
 """
@@ -20,6 +20,9 @@ from pathlib import Path
 PACKAGES = ("data", "model", "infra", "flows", "tasks")
 # The modules every stage process runs besides its own (flows/cli.py only dispatches).
 RUNNER = ("infra.stage", "infra.launch")
+# Modules that only report what a stage did (MLflow runs and models, logs, progress lines) and
+# never change its outputs: not followed, so a change to how runs are tracked re-runs nothing.
+REPORTING = ("infra.tracking", "model.mlflow_model", "infra.steplog", "infra.progress", "infra.logs")
 # Files a module reads when it runs, not by import: its code deps too.
 RUNTIME_FILES = {
     "infra/launch.py": ["infra/launch.yaml", "infra/ds_configs"],
@@ -56,13 +59,14 @@ def _imported_names(root: Path, path: Path) -> set[str]:
 def import_closure(modules: list[str], root: str | Path = ".") -> list[str]:
     """Project files (relative paths, sorted) that importing ``modules`` may run: the modules,
     their packages' ``__init__.py`` and, transitively, every project module they import, plus
-    the :data:`RUNTIME_FILES` of each. Imports of other distributions are not followed."""
+    the :data:`RUNTIME_FILES` of each. Imports of other distributions and :data:`REPORTING`
+    modules are not followed."""
     root = Path(root)
     seen: set[Path] = set()
     todo = list(modules)
     while todo:
         name = todo.pop()
-        if name.split(".")[0] not in PACKAGES:
+        if name.split(".")[0] not in PACKAGES or name in REPORTING:
             continue
         path = _module_file(root, name)
         if path is None or path in seen:

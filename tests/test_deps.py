@@ -21,7 +21,8 @@ def test_the_closure_follows_imports_inside_functions_and_files_read_at_run_time
         "model/__init__.py": "",
         "model/stages/__init__.py": "",
         "model/stages/toy.py": "from model import helper\n\ndef run():\n    from data.late import x\n",
-        "model/helper.py": "import torch\nfrom . import sandbox_user\n",
+        "model/helper.py": "import torch\nfrom . import sandbox_user\nfrom infra import tracking\n",
+        "infra/tracking.py": "from model import unused\n",  # reports only: neither it nor its imports
         "model/sandbox_user.py": "",
         "model/unused.py": "",
         "data/__init__.py": "",
