@@ -1,7 +1,7 @@
 """The parent MLflow run of a pipeline run, the lineage tags of its stage runs and models,
 and the registered versions of the models it ships.
 
-Which models are registered: the evaluated models (``evaluate.models`` in params.yaml, their
+Which models are registered: the evaluated models (``report.models`` in params.yaml, their
 key is the registered name) written by the stages in :data:`REGISTERED_STAGES`, i.e. R1 (``r1``,
 stage ``all_scenario_rl``) and the students (``s64_distill``, ``s64_rl``, ... from ``distill``
 and ``rl_student``): what the paper releases. The base, R1-Zero, the intermediate RL model and
@@ -95,10 +95,10 @@ def _tag_models(workspace: str, stage: str, run_id: str, commit: str | None) -> 
 
 def register_models(workspace: str, stages: list[str], logged: dict[str, str], commit: str) -> dict[str, str]:
     """Register each shipped model (module doc) as a version of the registered model named
-    by its ``evaluate.models`` key, tagged with ``commit`` and its DVC md5; ``logged`` is
+    by its ``report.models`` key, tagged with ``commit`` and its DVC md5; ``logged`` is
     ``{dvc.path: model id}`` of this run's models. Returns ``{name: version}``."""
     params = yaml.safe_load((Path(workspace) / "params.yaml").read_text()) or {}
-    wanted = params.get("evaluate", {}).get("models", {})
+    wanted = (params.get("report") or {}).get("models", {})
     outs = {path: (stage, md5) for stage in stages if stage.partition("@")[0] in REGISTERED_STAGES
             for path, md5 in lineage.stage_lock(workspace, stage)["outs"].items()}
     versions = {}

@@ -42,12 +42,11 @@ SMALL = {
     "distill": _SFT,
     "rl_student": {**_GRPO, "steps": 2, "checkpoint_every": 0},
     "evaluate": {"benchmarks": ["arithmetic_test", "countdown_hard"], "benchmark_seed": 0, "limit": 6, "k": 2,
-                 "max_new_tokens": 12,
-                 "models": {"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model",
-                            "reasoning_rl": "artifacts/reasoning_rl/model", "r1": "artifacts/all_scenario_rl/model",
-                            "s64_distill": "artifacts/distill/s64/model", "s64_rl": "artifacts/rl_student/s64/model",
-                            "s96_distill": "artifacts/distill/s96/model", "s96_rl": "artifacts/rl_student/s96/model"}},
-    "report": {},
+                 "max_new_tokens": 12},
+    "report": {"models": {"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model",
+                          "reasoning_rl": "artifacts/reasoning_rl/model", "r1": "artifacts/all_scenario_rl/model",
+                          "s64_distill": "artifacts/distill/s64/model", "s64_rl": "artifacts/rl_student/s64/model",
+                          "s96_distill": "artifacts/distill/s96/model", "s96_rl": "artifacts/rl_student/s96/model"}},
 }
 
 

@@ -163,7 +163,7 @@ def test_help_of_every_repo_stage_matches_the_config_it_runs():
     params_path = Path(__file__).parents[1] / "params.yaml"
     params = load_yaml(params_path.read_text())
     items = {"student": params["student"]["sizes"], "distill": params["student"]["sizes"],
-             "rl_student": params["student"]["sizes"], "evaluate": params["evaluate"]["models"]}
+             "rl_student": params["student"]["sizes"], "evaluate": params["report"]["models"]}
     for stage, module in STAGES.items():
         module = importlib.import_module(module)
         cls = next(v for k, v in vars(module).items()

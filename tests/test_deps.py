@@ -64,5 +64,5 @@ def test_every_value_a_stage_inherits_is_one_of_its_params():
         for field in dataclasses.fields(cls):
             source = field.metadata.get("inherit")
             if source:
-                assert source in params or source.split(".")[0] in params, (
+                assert source in params or source.split(".")[0] in params or f"{source}.${{key}}" in params, (
                     f"dvc.yaml stage {name}: its config inherits {source}; list it under params")

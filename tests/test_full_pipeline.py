@@ -76,7 +76,7 @@ def test_every_stage_ran_and_is_locked(finished):
 def test_report_has_every_model_and_states_the_findings(finished):
     project, stdout = finished[:2]
     report = (project / "artifacts" / "report" / "report.md").read_text()
-    for model in SMALL["evaluate"]["models"]:
+    for model in SMALL["report"]["models"]:
         assert f"| {model} |" in report
     assert "Not evaluated" not in report
     findings = [line for line in report.splitlines() if line.startswith("- ")]
@@ -113,7 +113,7 @@ def test_stage_models_are_logged_and_shipped_ones_registered(finished):
     commit = parent.data.tags["r1flow.lineage_commit"]
     models = client.search_logged_models(exps)
     paths = {m.tags["dvc.path"] for m in models}
-    assert set(SMALL["evaluate"]["models"].values()) <= paths  # every evaluated model, trained or not
+    assert set(SMALL["report"]["models"].values()) <= paths  # every evaluated model, trained or not
     assert {"artifacts/reward_model/helpful", "artifacts/reward_model/harmless"} <= paths
     assert all(m.tags["r1flow.lineage_commit"] == commit and m.tags["dvc.md5"].endswith(".dir") for m in models)
     registered = json.loads(parent.data.tags["r1flow.registered"])
@@ -121,7 +121,7 @@ def test_stage_models_are_logged_and_shipped_ones_registered(finished):
     for name, version in registered.items():
         got = client.get_model_version(name, version)
         assert got.tags["r1flow.lineage_commit"] == commit
-        assert got.tags["dvc.path"] == SMALL["evaluate"]["models"][name]
+        assert got.tags["dvc.path"] == SMALL["report"]["models"][name]
         assert got.tags["dvc.md5"] == next(m.tags["dvc.md5"] for m in models if m.tags["dvc.path"] == got.tags["dvc.path"])
 
 

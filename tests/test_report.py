@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import run_cli
@@ -26,7 +27,8 @@ def _write_eval(project: Path, model: str, pass1: float, mixing: float = 0.0) ->
 def test_report_states_each_finding_with_its_numbers(tmp_path):
     project = tmp_path
     (project / "params.yaml").write_text(yaml.safe_dump({"report": {
-        "students": ["s64"], "models": ["base", "r1_zero", "reasoning_rl", "r1", "s64_distill", "s64_rl"]}}))
+        "students": {"s64": {}}, "models": {m: f"artifacts/{m}/model" for m in
+                                       ("base", "r1_zero", "reasoning_rl", "r1", "s64_distill", "s64_rl")}}}))
     _write_eval(project, "base", 0.30)
     _write_eval(project, "r1_zero", 0.50, mixing=0.10)
     _write_eval(project, "reasoning_rl", 0.55, mixing=0.20)  # mixing went UP: must be reported
@@ -62,3 +64,13 @@ def test_report_without_results_fails_clearly(tmp_path):
     proc = run_cli(["stage", "report"], tmp_path)
     assert proc.returncode != 0
     assert "no evaluate results" in proc.stderr
+
+
+def test_a_hub_id_in_report_models_fails_before_a_run_naming_the_key(tmp_path):
+    from flows.pipeline import check_params
+    from infra.config import load_yaml
+
+    params = load_yaml((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["report"]["models"]["qwen"] = "Qwen/Qwen2.5-0.5B"
+    with pytest.raises(ValueError, match=r"report.models.qwen = 'Qwen/Qwen2.5-0.5B'.*r1flow stage evaluate"):
+        check_params(params)

@@ -291,7 +291,7 @@ def workspace_with_models(root: Path, tiny: Path) -> Path:
     tokenizer = factory.load_tokenizer(tiny)
     factory.save_pretrained(reward_model.from_base(tiny, tokenizer), tokenizer, root / "artifacts/reward_model/helpful")
     (root / "artifacts/reward_model/checkpoints").mkdir()  # not a model
-    (root / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"models": {
+    (root / "params.yaml").write_text(yaml.safe_dump({"report": {"models": {
         "r1": folders["all_scenario_rl"], "s64_distill": folders["distill@s64"], "r1_zero": folders["r1_zero"],
         "s96_distill": "artifacts/distill/s96/model"}}}))
     lock = {"stages": {stage: {"outs": [{"path": path, "md5": f"{i}" * 32 + ".dir"}]}

@@ -42,7 +42,8 @@ NAME = "evaluate"
 @dataclass
 class EvaluateConfig(ModelArgs):
     models: dict = knob({"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model"},
-                        "Name -> model path or hub id (the foreach items of evaluate@MODEL).")
+                        "Name -> model path or hub id; in the pipeline report.models (the foreach items of "
+                        "evaluate@MODEL).", inherit="report.models")
     item: str = knob("", "Evaluate only this name of `models` (set by `evaluate@NAME`); empty = all.")
     benchmarks: list = knob(DEFAULT_BENCHMARKS, "Prompt sets (see data/tasks.py): synthetic splits, gsm8k, math500, "
                             "aime24, humaneval, files. Every training stage is decontaminated against them.")

@@ -41,17 +41,30 @@ CURVE_KEYS = ("reward", "response_length", "reflection_rate", "mixing_rate")
 @dataclass
 class ReportConfig:
     evaluations: str = knob("artifacts/evaluate", "Folder of evaluate@MODEL results (MODEL/metrics.json).")
-    models: list = knob(["base", "r1_zero", "reasoning_rl", "r1", "s64_distill", "s64_rl", "s96_distill", "s96_rl"],
-                        "Rows of the table, in order (names of evaluate.models).")
+    models: dict = knob({"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model"},
+                        "Rows of the table, in order: name -> the model folder a stage writes (artifacts/...). "
+                        "The pipeline evaluates each as evaluate@NAME (dvc.yaml's foreach reads this list).")
     headline: list = knob(["arithmetic_test", "countdown_test"],
                           "Benchmarks whose mean pass@1 the findings compare (held-out, in-distribution).")
-    students: list = knob(["s64", "s96"], "Students compared as STUDENT_distill against STUDENT_rl.")
+    students: dict = knob({}, "Students compared as STUDENT_distill against STUDENT_rl (their names).",
+                          inherit="student.sizes")
     curves: dict = knob({"r1_zero": "artifacts/r1_zero/steps.json",
                          "reasoning_rl": "artifacts/reasoning_rl/steps.json",
-                         "all_scenario_rl": "artifacts/all_scenario_rl/steps.json",
-                         "s64_rl": "artifacts/rl_student/s64/steps.json",
-                         "s96_rl": "artifacts/rl_student/s96/steps.json"},
-                        "RL stage label -> its steps.json, drawn one line each.")
+                         "all_scenario_rl": "artifacts/all_scenario_rl/steps.json"},
+                        "RL stage label -> its steps.json, drawn one line each; each student's rl_student "
+                        "curve is added as STUDENT_rl.")
+
+    def __post_init__(self):
+        for name, path in self.models.items():
+            if not str(path).startswith("artifacts/"):
+                raise ValueError(f"report.models.{name} = {path!r}: the pipeline evaluates the model folders its "
+                                 "stages write (artifacts/...), each a DVC dependency; a hub id or outside path "
+                                 "is not one. Evaluate it on its own: r1flow stage evaluate --set "
+                                 f"'models={{{name}: {path}}}', or start the pipeline from it (base.model)")
+
+    def all_curves(self) -> dict[str, str]:
+        """``curves`` plus ``STUDENT_rl`` -> artifacts/rl_student/STUDENT/steps.json per student."""
+        return {**self.curves, **{f"{s}_rl": f"artifacts/rl_student/{s}/steps.json" for s in self.students}}
 
 
 def load_results(folder: str | Path, models: list[str]) -> dict[str, dict]:
@@ -186,11 +199,11 @@ def draw_curves(runs: dict[str, list[dict]], out: Path) -> list[str]:
 def run(cfg: ReportConfig) -> dict:
     """Write the report; returns the findings as metrics (1/0 per finding, and its two values)."""
     out = stage_dir(NAME)
-    results = load_results(cfg.evaluations, cfg.models)
+    results = load_results(cfg.evaluations, list(cfg.models))
     if not results:
         raise ValueError(f"{cfg.evaluations}: no evaluate results (*/metrics.json) to report")
     missing = [m for m in cfg.models if m not in results]
-    curves = load_curves(cfg.curves)
+    curves = load_curves(cfg.all_curves())
     found = findings(results, curves, cfg)
     plots = draw_curves(curves, out)
     (out / "report.md").write_text(markdown(results, found, plots, missing))
