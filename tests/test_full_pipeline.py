@@ -152,3 +152,21 @@ def test_an_uncommitted_param_reruns_that_stage_and_what_depends_on_it_and_is_sn
     assert on_branch["distill"]["lr"] == 0.002
     log = subprocess.run(["git", "log", "--format=%s", branch], cwd=project, capture_output=True, text=True).stdout
     assert "uncommitted changes of the launching checkout" in log
+    # DVC's own comparisons work on run branches: params from git, metrics from DVC's cache.
+    first = _pipeline_runs(project)[0].data.tags["r1flow.branch"]
+    dvc = [sys.executable, "-m", "dvc"]
+    params = subprocess.run([*dvc, "params", "diff", first, branch, "--json"], cwd=project, env=env,
+                            capture_output=True, text=True)
+    assert json.loads(params.stdout)["params.yaml"]["distill.lr"] == {"old": _param(project, first, "distill", "lr"),
+                                                                      "new": 0.002}, params.stderr
+    metrics = subprocess.run([*dvc, "metrics", "diff", first, branch, "--json"], cwd=project, env=env,
+                             capture_output=True, text=True)
+    changed = json.loads(metrics.stdout)
+    assert any(path.startswith("artifacts/distill/") for path in changed), metrics.stdout + metrics.stderr
+    assert not any(path.startswith("artifacts/r1_zero/") for path in changed)  # restored: the same
+
+
+def _param(project, branch: str, section: str, key: str):
+    text = subprocess.run(["git", "show", f"{branch}:params.yaml"], cwd=project, capture_output=True, text=True,
+                          check=True).stdout
+    return yaml.safe_load(text)[section].get(key)
