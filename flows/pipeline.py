@@ -155,7 +155,9 @@ def run_dag(workspace: str, parent_run_id: str | None, stages: list[str] | None)
     Each stage is a Prefect task submitted with its upstream stages' futures as ``wait_for``,
     so the flow run's graph is the stage DAG. The run's :class:`infra.schedule.Scheduler`
     lets at most ``$R1FLOW_PARALLEL`` stages (default: the CPU cores) run at once, those
-    heading the longest chain first, each with the same fixed number of CPU threads. A stage
+    heading the longest chain first, each with the same fixed number of CPU threads; each task is
+    tagged ``r1flow-train``, ``r1flow-sample`` or ``r1flow-cpu``, so Prefect's tag concurrency
+    limits can cap a kind of stage across all runs of a server. A stage
     downstream of a failure never starts (Prefect marks it NotReady), nor does any other stage
     after a failure; the running ones finish, then the first error is raised.
     """
@@ -168,10 +170,14 @@ def run_dag(workspace: str, parent_run_id: str | None, stages: list[str] | None)
     log.info("stages %s, %d at a time, %d CPU threads each", wanted, scheduler.limit, scheduler.threads)
     uri = tracking.tracking_uri()
     futures = {}
+    settings = launch.launch_settings()
     with schedule.scheduling(workspace, scheduler):
         for stage in wanted:  # topological order: every upstream future exists already
             upstream = [futures[u] for u in graph[stage] if u in futures]
-            futures[stage] = run_stage.with_options(retries=retries_for(stage)).submit(
+            # Tagged by kind: `prefect concurrency-limit create r1flow-train 1` caps training
+            # stages across every run on a shared Prefect server (docs/deploy.md).
+            tags = {"r1flow-stage", f"r1flow-{settings.kind(stage)}"}
+            futures[stage] = run_stage.with_options(retries=retries_for(stage), tags=tags).submit(
                 stage, workspace, parent_run_id, uri, wait_for=upstream)
         wait(list(futures.values()))
     results, errors = {}, []

@@ -174,6 +174,21 @@ def test_reproduce_gives_identical_outputs(served, ui_runs):
     assert all(entry["match"] and entry["expected"] for entry in report.values())
 
 
+def test_the_run_graph_is_the_stage_dag_and_tasks_are_tagged_by_kind(served, ui_runs):
+    api = served["api"]
+    tasks = _request("POST", f"{api}/task_runs/filter",
+                     {"flow_runs": {"id": {"any_": [ui_runs[0]["id"]]}}, "limit": 200})
+    by_name = {t["name"]: t for t in tasks}
+    ids = {t["id"]: t["name"] for t in tasks}
+
+    def upstream(stage):
+        return {ids.get(i["id"]) for i in by_name[stage]["task_inputs"].get("wait_for", [])}
+
+    assert upstream("r1_zero") == {"base"} and upstream("evaluate@r1_zero") == {"r1_zero"}
+    assert upstream("base") == set() and upstream("evaluate@base") == {"base"}
+    assert "r1flow-train" in by_name["r1_zero"]["tags"] and "r1flow-sample" in by_name["evaluate@base"]["tags"]
+
+
 def _processes(marker: bytes) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
