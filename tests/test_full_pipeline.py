@@ -139,7 +139,8 @@ def test_a_second_run_restores_every_stage_from_dvcs_cache(finished):
 def test_an_uncommitted_param_reruns_that_stage_and_what_depends_on_it_and_is_snapshotted(finished):
     project, _, env, _ = finished
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["distill"]["lr"] = 0.002  # edited, not committed
+    params["distill"] = {**params["distill"], "lr": 0.002}  # edited, not committed (a copy: the preset's
+    # sections share one dict, which YAML writes as an alias)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     _run(project, env)
     run = _pipeline_runs(project)[-1]
