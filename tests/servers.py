@@ -44,6 +44,8 @@ FAKE_CREDENTIALS = {
 }
 # Inherited variables that would point a server at something other than what we give it.
 _SCRUB_PREFIXES = ("AWS_", "MLFLOW_", "BOTO_")
+# The Prefect server's database setting (PREFECT_API_DATABASE_CONNECTION_URL is its older alias).
+PREFECT_DATABASE_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
 STARTUP_S: dict[str, float] = {}  # measured start-up time per server, for reports
 
 
@@ -194,7 +196,7 @@ def running_prefect(home: Path, database: str | None = None) -> Iterator[str]:
     there): yields its API URL. Its database is ``database`` (``postgresql+asyncpg://...``), else
     Prefect's default, a sqlite file in ``home``."""
     port = free_port()
-    extra = {"PREFECT_API_DATABASE_CONNECTION_URL": database} if database else {}
+    extra = {PREFECT_DATABASE_ENV: database} if database else {}
     env = server_env({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                       "PREFECT_API_URL": "", **extra})
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
