@@ -280,7 +280,7 @@ def _unprivileged_user() -> dict:
             entry = pwd.getpwnam(name)
         except KeyError:
             continue
-        return {"user": entry.pw_uid, "group": entry.pw_gid}
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     pytest.skip("running as root and neither a `postgres` nor a `nobody` user exists")
 
 
