@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for tests: a moto S3 server and an MLflow tracking server.
+"""Real servers on 127.0.0.1 for tests: a moto S3 server, an MLflow tracking server, a Prefect
+server and PostgreSQL (Debian's binaries; the database of the team deployment, docs/deploy.md).
 
 Import the fixtures into a test module (pytest puts tests/ on sys.path)::
 
@@ -7,7 +8,7 @@ Import the fixtures into a test module (pytest puts tests/ on sys.path)::
 Both are session-scoped subprocesses in their own process groups, so nothing they start
 outlives the session and moto's state is not shared with any in-process ``mock_aws``.
 A module that needs servers of its own (say, to cut the way to them) starts them with
-:func:`running_moto` and :func:`running_mlflow`.
+:func:`running_moto`, :func:`running_mlflow`, :func:`running_prefect` and :func:`running_postgres`.
 Nothing listens or connects anywhere but 127.0.0.1.
 """
 
@@ -16,15 +17,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
@@ -40,6 +44,8 @@ FAKE_CREDENTIALS = {
 }
 # Inherited variables that would point a server at something other than what we give it.
 _SCRUB_PREFIXES = ("AWS_", "MLFLOW_", "BOTO_")
+# The Prefect server's database setting (PREFECT_API_DATABASE_CONNECTION_URL is its older alias).
+PREFECT_DATABASE_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
 STARTUP_S: dict[str, float] = {}  # measured start-up time per server, for reports
 
 
@@ -84,17 +90,19 @@ def _http_status(url: str) -> int | None:
 
 
 def start_server(name: str, cmd: list[str], env: dict, log_path: Path, ready_url: str,
-                 timeout: float, ok=lambda status: status == 200) -> subprocess.Popen:
+                 timeout: float, ok=lambda status: status == 200,
+                 ready: Callable[[], bool] | None = None, **popen) -> subprocess.Popen:
     """Start ``cmd`` in its own process group, logging to ``log_path``, and wait until
-    ``ready_url`` answers ``ok``; fails the test with the server's log otherwise."""
+    ``ready_url`` answers ``ok`` (or, for a server that speaks no HTTP, until ``ready()``);
+    fails the test with the server's log otherwise. ``popen``: more Popen arguments (``user``)."""
     started = time.monotonic()
+    is_ready = ready or (lambda: (status := _http_status(ready_url)) is not None and ok(status))
     with log_path.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=log_path.parent,
-                                start_new_session=True)
+                                stdin=subprocess.DEVNULL, cwd=popen.pop("cwd", log_path.parent),
+                                start_new_session=True, **popen)
     while time.monotonic() - started < timeout:
-        status = _http_status(ready_url)
-        if status is not None and ok(status):
+        if is_ready():
             STARTUP_S[name] = round(time.monotonic() - started, 1)
             log.info("%s ready in %.1f s at %s", name, STARTUP_S[name], ready_url)
             return proc
@@ -107,11 +115,11 @@ def start_server(name: str, cmd: list[str], env: dict, log_path: Path, ready_url
                 f"(exit code {proc.returncode}); log {log_path}:\n{tail}", pytrace=False)
 
 
-def stop_server(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM the server's whole process group, SIGKILL whatever is left after ``grace_s``."""
+def stop_server(proc: subprocess.Popen, grace_s: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to the server's whole process group, SIGKILL whatever is left after ``grace_s``."""
     pgid = proc.pid  # start_new_session: the group id is the leader's pid
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, sig)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
@@ -148,12 +156,13 @@ def running_moto(folder: Path) -> Iterator[S3Env]:
 
 @contextlib.contextmanager
 def running_mlflow(folder: Path, artifacts: str, s3_endpoint: str,
-                   extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """``mlflow server`` on 127.0.0.1 (sqlite backend and log in ``folder``) proxying artifacts
-    to ``artifacts`` (``s3://bucket/prefix``) on ``s3_endpoint``: yields its tracking URI."""
+                   extra_env: dict[str, str] | None = None, backend: str | None = None) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 (log in ``folder``) proxying artifacts to ``artifacts``
+    (``s3://bucket/prefix``) on ``s3_endpoint``: yields its tracking URI. Its backend store is
+    ``backend`` (``postgresql+psycopg2://...``), else a sqlite file in ``folder``."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server",
-           "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+           "--backend-store-uri", backend or f"sqlite:///{folder / 'mlflow.db'}",
            "--artifacts-destination", artifacts,
            "--host", HOST, "--port", str(port), "--workers", "1"]
     env = server_env({**FAKE_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, **(extra_env or {})})
@@ -181,14 +190,15 @@ def mlflow_server(moto_s3, tmp_path_factory):
         yield uri
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """``prefect server start`` (UI included) on 127.0.0.1 with its own PREFECT_HOME:
-    yields its API URL."""
+@contextlib.contextmanager
+def running_prefect(home: Path, database: str | None = None) -> Iterator[str]:
+    """``prefect server start`` (UI included) on 127.0.0.1 with ``home`` as PREFECT_HOME (its log
+    there): yields its API URL. Its database is ``database`` (``postgresql+asyncpg://...``), else
+    Prefect's default, a sqlite file in ``home``."""
     port = free_port()
-    home = tmp_path_factory.mktemp("prefect_home")
+    extra = {PREFECT_DATABASE_ENV: database} if database else {}
     env = server_env({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                      "PREFECT_API_URL": ""})
+                      "PREFECT_API_URL": "", **extra})
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
     api = f"http://{HOST}:{port}/api"
     proc = start_server("prefect", cmd, env, home / "server.log", f"{api}/health", timeout=120)
@@ -196,3 +206,107 @@ def prefect_server(tmp_path_factory):
         yield api
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """``prefect server start`` (UI included, sqlite) on 127.0.0.1 with its own PREFECT_HOME:
+    yields its API URL."""
+    with running_prefect(tmp_path_factory.mktemp("prefect_home")) as api:
+        yield api
+
+
+class Postgres(NamedTuple):
+    """A running PostgreSQL server: superuser ``user`` (no password, loopback only)."""
+
+    host: str
+    port: int
+    user: str
+    log: Path
+
+    def url(self, database: str, scheme: str = "postgresql+psycopg2") -> str:
+        """SQLAlchemy URL of ``database``: ``postgresql+psycopg2`` (MLflow) or
+        ``postgresql+asyncpg`` (Prefect). Name the driver: SQLAlchemy 2.1's plain
+        ``postgresql://`` means psycopg 3, which MLflow's job lock manager does not support."""
+        return f"{scheme}://{self.user}@{self.host}:{self.port}/{database}"
+
+    def execute(self, sql: str, database: str = "postgres") -> list[tuple]:
+        """Run each ``;``-separated statement of ``sql`` outside a transaction (CREATE DATABASE
+        needs that, as psql does it); the rows of the last one."""
+        import psycopg2
+
+        conn = psycopg2.connect(host=self.host, port=self.port, user=self.user, dbname=database)
+        try:
+            conn.autocommit = True
+            rows: list[tuple] = []
+            with conn.cursor() as cur:
+                for statement in filter(str.strip, _sql_statements(sql)):
+                    cur.execute(statement)
+                    rows = cur.fetchall() if cur.description else []
+            return rows
+        finally:
+            conn.close()
+
+
+def _sql_statements(sql: str) -> list[str]:
+    """``sql`` split at ``;``, ``--`` comments dropped (enough for plain DDL files)."""
+    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
+    return "\n".join(lines).split(";")
+
+
+def postgres_bin() -> Path:
+    """The folder of Debian's PostgreSQL binaries (the newest major). Missing: installed with
+    apt-get under CI=true, else the calling test is skipped."""
+    def found() -> list[Path]:
+        return sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+
+    if not found() and os.environ.get("CI") == "true":
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=True, env=env)
+    if not found():
+        pytest.skip("PostgreSQL is not installed: `apt-get install postgresql` "
+                    "(under CI=true the test installs it)")
+    return found()[-1].parent
+
+
+def _unprivileged_user() -> dict:
+    """Popen arguments that drop root (postgres refuses to run as root): Debian's ``postgres``
+    user, else ``nobody``; nothing when not root."""
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    pytest.skip("running as root and neither a `postgres` nor a `nobody` user exists")
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust authentication, fsync off), run as an
+    unprivileged user in a temporary folder that user owns; stopped by pid and removed after."""
+    bin_dir, user = postgres_bin(), _unprivileged_user()
+    # Not under pytest's tmp_path: its root-only (0700) parents would lock the server out.
+    folder = Path(tempfile.mkdtemp(prefix="r1flow-pg-"))
+    try:
+        if user:
+            os.chown(folder, user["user"], user["group"])
+        data, port, superuser = folder / "data", free_port(), "r1flow"
+        subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", superuser, "-A", "trust",
+                        "-E", "UTF8", "--locale=C", "--no-sync"], cwd=folder, check=True,
+                       capture_output=True, **user)
+        cmd = [str(bin_dir / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(folder),
+               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        ready = [str(bin_dir / "pg_isready"), "-q", "-h", HOST, "-p", str(port)]
+        proc = start_server("postgres", cmd, server_env({}), folder / "postgres.log", "", timeout=60,
+                            ready=lambda: subprocess.run(ready).returncode == 0, cwd=folder, **user)
+        try:
+            yield Postgres(HOST, port, superuser, folder / "postgres.log")
+        finally:
+            # SIGINT is PostgreSQL's fast shutdown: roll back open sessions, stop cleanly.
+            stop_server(proc, sig=signal.SIGINT)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
