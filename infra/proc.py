@@ -156,15 +156,24 @@ def stop_children_on_termination() -> None:
 
 def _stopping_children(previous):
     import signal
+    import threading
 
-    def handler(signum, frame):
+    def stop_all():
         for pgid in list(_GROUPS):
             stop_group(pgid, grace_s=5.0)
+
+    def handler(signum, frame):
         if callable(previous):
+            # Prefect's handler records the cancellation first (else the stages' deaths would
+            # fail the run before it); the groups stop beside it, and the process exits once
+            # its task threads have seen their commands end.
+            threading.Thread(target=stop_all, name="stop-stage-groups", daemon=False).start()
             previous(signum, frame)
-        elif previous != signal.SIG_IGN:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        else:
+            stop_all()
+            if previous != signal.SIG_IGN:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
 
     handler.stops_children = True  # type: ignore[attr-defined]
     return handler

@@ -165,7 +165,10 @@ def running_mlflow(folder: Path, artifacts: str, s3_endpoint: str,
            "--backend-store-uri", backend or f"sqlite:///{folder / 'mlflow.db'}",
            "--artifacts-destination", artifacts,
            "--host", HOST, "--port", str(port), "--workers", "1"]
-    env = server_env({**FAKE_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, **(extra_env or {})})
+    # No job runner: its huey consumers (about ten processes) serve MLflow's GenAI jobs, which
+    # r1flow does not use, and cost each server start seconds of CPU.
+    env = server_env({**FAKE_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+                      "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(extra_env or {})})
     uri = f"http://{HOST}:{port}"
     proc = start_server("mlflow", cmd, env, folder / "server.log", f"{uri}/health", timeout=90)
     try:

@@ -115,8 +115,10 @@ STAGE_FLOW = textwrap.dedent("""
 
 
 def _kill_when(path: Path, marker: bytes, deadline_s: float = 300) -> threading.Thread:
-    """A thread that SIGKILLs every process whose command line holds ``marker`` once ``path``
-    exists (the first checkpoint): the stage dies mid-run, as under an OOM killer."""
+    """A thread that SIGKILLs every process whose command line holds ``marker`` and that runs in
+    ``path``'s project once ``path`` exists (the first checkpoint): the stage dies mid-run, as
+    under an OOM killer. Processes of other tests never match (their folders differ)."""
+    project = str(path.parents[3])
 
     def watch():
         deadline = time.monotonic() + deadline_s
@@ -124,7 +126,8 @@ def _kill_when(path: Path, marker: bytes, deadline_s: float = 300) -> threading.
             time.sleep(0.05)
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes():
+                if (entry.name.isdigit() and marker in (entry / "cmdline").read_bytes()
+                        and os.readlink(entry / "cwd").startswith(project)):
                     os.kill(int(entry.name), signal.SIGKILL)
             except OSError:
                 pass

@@ -11,6 +11,7 @@ the bucket holds every output's DVC object, each run's lineage is on its own
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -189,11 +190,13 @@ def test_the_run_graph_is_the_stage_dag_and_tasks_are_tagged_by_kind(served, ui_
     assert "r1flow-train" in by_name["r1_zero"]["tags"] and "r1flow-sample" in by_name["evaluate@base"]["tags"]
 
 
-def _processes(marker: bytes) -> list[int]:
+def _processes(marker: bytes, under: Path) -> list[int]:
+    """Processes whose command line holds ``marker`` and whose working folder is in ``under``."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes():
+            if (entry.name.isdigit() and marker in (entry / "cmdline").read_bytes()
+                    and os.readlink(entry / "cwd").startswith(str(under))):
                 found.append(int(entry.name))
         except OSError:
             pass
@@ -207,9 +210,10 @@ def test_cancelling_a_run_in_the_ui_stops_its_stage_process_tree(served, ui_runs
         "stages": ["base"], "params": {"base": {"max_steps": 100000, "checkpoint_every": 0, "seed": 7}}}})
     marker = b"flows.cli\0stage\0base"
     deadline = time.time() + 300
-    while not _processes(marker) and time.time() < deadline:
+    project = served["project"]
+    while not _processes(marker, project) and time.time() < deadline:
         time.sleep(0.5)
-    tree = _processes(marker) + _processes(b"repro\0--single-item\0base")
+    tree = _processes(marker, project) + _processes(b"repro\0--single-item\0base", project)
     assert tree, "the base stage never started"
     _request("POST", f"{api}/flow_runs/{run['id']}/set_state",
              {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
