@@ -21,7 +21,7 @@ from infra import launch, schedule, tracking
 from infra.config import load_params, load_yaml
 from infra.dag import stage_graph
 from infra.logs import scrub_log_records
-from infra.proc import stop_children_on_termination
+from infra.proc import stopping_commands
 from tasks.stages import run_stage, retries_for
 from tasks.tracking import close_pipeline_run, open_pipeline_run
 from tasks.workspace import create_workspace, publish
@@ -226,7 +226,6 @@ def r1_pipeline(
             reuse the others from DVC's cache; empty = all.
     """
     scrub_log_records()  # what Prefect shows in the terminal and the UI
-    stop_children_on_termination()  # a run cancelled in the UI stops its stages' process trees
     logger = get_run_logger()
     # The flow-run name plus 8 characters of its id: unique even if two runs share a name.
     run_name = f"{flow_run.name}-{str(flow_run.id)[:8]}" if flow_run.id else "local"
@@ -242,7 +241,8 @@ def r1_pipeline(
     workspace = created["path"]
     parent = open_pipeline_run(run_name, flow_run.id, flow_run.ui_url, overrides, created["uncommitted"])
     try:
-        metrics = run_dag(workspace, parent, stages)
+        with stopping_commands():  # a run cancelled in the UI stops its stages' process trees
+            metrics = run_dag(workspace, parent, stages)
     except BaseException:
         close_pipeline_run(parent, workspace, list(stage_graph(Path(workspace) / "dvc.yaml")), None, failed=True)
         raise
@@ -263,6 +263,6 @@ def stage_flow(stage: str, workspace: str, force: bool = False) -> dict:
         force: run even if DVC considers the stage up to date.
     """
     scrub_log_records()
-    stop_children_on_termination()
-    return run_stage.with_options(retries=retries_for(stage))(stage, workspace, None, tracking.tracking_uri(),
-                                                              force=force)
+    with stopping_commands():
+        return run_stage.with_options(retries=retries_for(stage))(stage, workspace, None, tracking.tracking_uri(),
+                                                                  force=force)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import contextlib
 import itertools
 import os
 import re
@@ -117,66 +118,49 @@ def stop_group(pgid: int, grace_s: float = 10.0) -> None:
     """SIGTERM every process of group ``pgid``, then SIGKILL what is left after ``grace_s``
     (DeepSpeed's launcher and torchrun stop their ranks on SIGTERM). Returns at once for a
     group with no process left."""
+    stop_groups([pgid], grace_s)
+
+
+def stop_groups(pgids: Iterable[int], grace_s: float = 10.0) -> None:
+    """:func:`stop_group` for several groups at once: all get SIGTERM first, so the grace
+    period is ``grace_s`` in all, not per group."""
     import signal
     import time
 
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    def signal_all(signum: int) -> list[int]:
+        alive = []
+        for pgid in pgids:
+            try:
+                os.killpg(pgid, signum)
+                alive.append(pgid)
+            except ProcessLookupError:
+                pass
+        return alive
+
+    pgids = signal_all(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
+    while pgids and time.monotonic() < deadline:
         time.sleep(0.1)
+        pgids = signal_all(0)
+    signal_all(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def stopping_commands() -> Iterator[None]:
+    """Stop the process group of every command :func:`stream` is running (any thread's) when
+    an exception leaves the block: Prefect's ``TerminationSignal`` when a run is cancelled
+    (the runner signals the flow-run process alone, and the commands run in sessions of their
+    own), ``KeyboardInterrupt`` on Ctrl-C (the terminal's SIGINT does not reach them either).
+
+    It installs no signal handler: Prefect's SIGTERM bridge must stay the installed handler,
+    or the runner's cancel intent is not acknowledged and the run ends Crashed instead of
+    Cancelled (``prefect.utilities.engine.can_ack_control_intent``, Prefect 3.9).
+    """
     try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def stop_children_on_termination() -> None:
-    """On SIGTERM (how Prefect's runner cancels a flow run: it signals the flow-run process
-    alone) or SIGINT (Ctrl-C: the commands run in sessions of their own, out of the terminal's
-    reach), first stop the process group of every command :func:`stream` is running, then do
-    what the signal did before (Prefect's handler, KeyboardInterrupt). Call it in the main
-    thread; elsewhere it does nothing."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(signum)
-        if not getattr(previous, "stops_children", False):
-            signal.signal(signum, _stopping_children(previous))
-
-
-def _stopping_children(previous):
-    import signal
-    import threading
-
-    def stop_all():
-        for pgid in list(_GROUPS):
-            stop_group(pgid, grace_s=5.0)
-
-    def handler(signum, frame):
-        if callable(previous):
-            # Prefect's handler records the cancellation first (else the stages' deaths would
-            # fail the run before it); the groups stop beside it, and the process exits once
-            # its task threads have seen their commands end.
-            threading.Thread(target=stop_all, name="stop-stage-groups", daemon=False).start()
-            previous(signum, frame)
-        else:
-            stop_all()
-            if previous != signal.SIG_IGN:
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
-
-    handler.stops_children = True  # type: ignore[attr-defined]
-    return handler
+        yield
+    except BaseException:
+        stop_groups(list(_GROUPS), grace_s=5.0)
+        raise
 
 
 def run(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None, input: str | None = None) -> str:
