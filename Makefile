@@ -16,7 +16,7 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export R1FLOW_SHARED_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: setup run test reliability clean
+.PHONY: setup run test browser reliability clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,20 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 run: setup
 	$(VENV)/bin/r1flow run
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
+
+# The browser tests (Prefect's and MLflow's UIs) drive Debian's chromium. Under CI=true it is
+# installed when missing (as root, with apt); elsewhere those tests skip, saying how to get it.
+browser:
+ifeq ($(CI),true)
+	@command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver (apt) for the browser tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "could not install chromium: the browser tests will fail"; }
+endif
 
 # The fault tests alone (they also run in `make test`), writing their table.
 reliability: setup

@@ -132,7 +132,21 @@ def record(out: Path, metrics: dict) -> None:
     write_json(out / "metrics.json", metrics)
     steps = out / "steps.jsonl"
     if steps.is_file():
-        write_json(out / "steps.json", [json.loads(l) for l in steps.read_text().splitlines() if l.strip()])
+        write_json(out / "steps.json", plot_rows([json.loads(l) for l in steps.read_text().splitlines() if l.strip()]))
+
+
+def plot_rows(rows: list[dict]) -> list[dict]:
+    """Step rows as `dvc plots` reads them: every row with the same keys (DVC drops a file whose
+    rows differ: dvc/render/converter/vega.py ``_is_datapoints``, DVC 3.x), a key a step did not
+    log, or a NaN or infinite value (not JSON; a browser's parser refuses it), as null."""
+    import math
+
+    keys = sorted({key for row in rows for key in row})
+
+    def value(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return [{key: value(row.get(key)) for key in keys} for row in rows]
 
 
 def publish(mlrun, out: Path, metrics: dict) -> None:

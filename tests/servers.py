@@ -155,20 +155,21 @@ def running_moto(folder: Path) -> Iterator[S3Env]:
 
 
 @contextlib.contextmanager
-def running_mlflow(folder: Path, artifacts: str, s3_endpoint: str,
+def running_mlflow(folder: Path, artifacts: str | None = None, s3_endpoint: str | None = None,
                    extra_env: dict[str, str] | None = None, backend: str | None = None) -> Iterator[str]:
-    """``mlflow server`` on 127.0.0.1 (log in ``folder``) proxying artifacts to ``artifacts``
-    (``s3://bucket/prefix``) on ``s3_endpoint``: yields its tracking URI. Its backend store is
-    ``backend`` (``postgresql+psycopg2://...``), else a sqlite file in ``folder``."""
+    """``mlflow server`` on 127.0.0.1 (log in ``folder``): yields its tracking URI. It proxies
+    artifacts to ``artifacts`` (``s3://bucket/prefix``) on ``s3_endpoint`` when given, and its
+    backend store is ``backend`` (``postgresql+psycopg2://...``, or an existing run's
+    ``sqlite:///...`` to browse it), else a sqlite file in ``folder``."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server",
            "--backend-store-uri", backend or f"sqlite:///{folder / 'mlflow.db'}",
-           "--artifacts-destination", artifacts,
+           *(["--artifacts-destination", artifacts] if artifacts else []),
            "--host", HOST, "--port", str(port), "--workers", "1"]
     # No job runner: its huey consumers (about ten processes) serve MLflow's GenAI jobs, which
     # r1flow does not use, and cost each server start seconds of CPU.
-    env = server_env({**FAKE_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
-                      "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(extra_env or {})})
+    s3 = {**FAKE_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint} if s3_endpoint else {}
+    env = server_env({**s3, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(extra_env or {})})
     uri = f"http://{HOST}:{port}"
     proc = start_server("mlflow", cmd, env, folder / "server.log", f"{uri}/health", timeout=90)
     try:
@@ -200,10 +201,11 @@ def running_prefect(home: Path, database: str | None = None) -> Iterator[str]:
     Prefect's default, a sqlite file in ``home``."""
     port = free_port()
     extra = {PREFECT_DATABASE_ENV: database} if database else {}
-    env = server_env({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                      "PREFECT_API_URL": "", **extra})
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
     api = f"http://{HOST}:{port}/api"
+    # The UI's pages call the API at PREFECT_SERVER_UI_API_URL (default: port 4200).
+    env = server_env({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                      "PREFECT_API_URL": "", "PREFECT_SERVER_UI_API_URL": api, **extra})
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
     proc = start_server("prefect", cmd, env, home / "server.log", f"{api}/health", timeout=120)
     try:
         yield api

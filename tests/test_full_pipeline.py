@@ -8,14 +8,18 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
+from browser import browser, click, close_dialogs, element_with_text, screenshot, wait_for  # noqa: F401
 from infra.dag import load_stages
 from presets import SMALL, write_candidates
+from servers import running_mlflow
 from test_orchestration import make_project
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # Embedded mode: no server variables; the run makes its own Prefect API, sqlite MLflow, local DVC remote.
 SERVER_VARS = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "R1FLOW_DVC_REMOTE", "AWS_ENDPOINT_URL")
 
@@ -133,6 +137,10 @@ def test_a_second_run_restores_every_stage_from_dvcs_cache(finished):
     first, second = _pipeline_runs(project)[-2:]
     assert _stages_that_ran(project, first) == set(load_stages(project / "dvc.yaml"))
     assert _stages_that_ran(project, second) == set()  # all restored: nothing ran
+    # Kept for the record (CI keeps test-artifacts/): the wall times of the two runs.
+    timing = {"first_run_s": round(first_s, 1), "second_run_s": round(second_s, 1), "stages": len(load_stages(project / "dvc.yaml"))}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "full_pipeline_runs.json").write_text(json.dumps(timing, indent=1) + "\n")
     print(f"first run {first_s:.0f} s, second run {second_s:.0f} s")
 
 
@@ -165,9 +173,70 @@ def test_an_uncommitted_param_reruns_that_stage_and_what_depends_on_it_and_is_sn
     changed = json.loads(metrics.stdout)
     assert any(path.startswith("artifacts/distill/") for path in changed), metrics.stdout + metrics.stderr
     assert not any(path.startswith("artifacts/r1_zero/") for path in changed)  # restored: the same
+    plots = subprocess.run([*dvc, "plots", "diff", first, branch, "--json"], cwd=project, env=env,
+                           capture_output=True, text=True)
+    shown = json.loads(plots.stdout)
+    assert not shown.get("errors"), shown["errors"]  # every stage's curves read on both branches
+    for plot in ("artifacts/distill/s64/steps.json", "artifacts/all_scenario_rl/steps.json", "r1_zero_curves"):
+        assert [p["revisions"] for p in shown["data"][plot]] == [[first, branch]], plot
 
 
 def _param(project, branch: str, section: str, key: str):
     text = subprocess.run(["git", "show", f"{branch}:params.yaml"], cwd=project, capture_output=True, text=True,
                           check=True).stdout
     return yaml.safe_load(text)[section].get(key)
+
+
+# Last (they browse the tracking store the runs above wrote): the MLflow UI in chromium.
+
+@pytest.fixture(scope="module")
+def mlflow_ui(finished, tmp_path_factory):
+    """An MLflow server over the tracking store `r1flow run` wrote (its sqlite file), as
+    `mlflow ui` in the project shows it: yields its URL."""
+    with running_mlflow(tmp_path_factory.mktemp("mlflow_ui"), backend=f"sqlite:///{finished[0]}/mlflow.db") as uri:
+        yield uri
+
+
+def test_the_mlflow_ui_compares_two_runs_reward_curves(finished, mlflow_ui, browser):
+    """The compare page of the first run's r1_zero and reasoning_rl stage runs, then its
+    `reward` metric: both curves, each to its last GRPO step."""
+    from mlflow.tracking import MlflowClient
+    from selenium.webdriver.common.by import By
+
+    client = MlflowClient(f"sqlite:///{finished[0]}/mlflow.db")
+    first = _pipeline_runs(finished[0])[0]
+    children = client.search_runs([first.info.experiment_id], f"tags.`mlflow.parentRunId` = '{first.info.run_id}'")
+    runs = {c.info.run_name: c for c in children if c.info.run_name in ("r1_zero", "reasoning_rl")}
+    last_step = {name: client.get_metric_history(run.info.run_id, "reward")[-1].step for name, run in runs.items()}
+    ids = json.dumps([run.info.run_id for run in runs.values()])
+    browser.get(f"{mlflow_ui}/#/compare-runs?runs={ids}&experiments={json.dumps([first.info.experiment_id])}")
+    wait_for("the compare page", lambda: element_with_text(browser, "Comparing 2 Runs from 1 Experiment"), browser)
+    screenshot(browser, "mlflow-compare-runs")
+    click(browser, wait_for("the reward metric", lambda: browser.find_element(By.XPATH, "//a[normalize-space(.)='reward']"),
+                            browser))
+    wait_for("both runs' curves", lambda: element_with_text(browser, "2/2"), browser)  # "Completed Runs 2/2"
+    wait_for("the curves", lambda: browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace"), browser)
+    page = browser.find_element(By.TAG_NAME, "body").text
+    for name, step in last_step.items():
+        assert f"{name} (reward)" in page and f"(step={step})" in page, (name, step)
+    screenshot(browser, "mlflow-reward-curves")
+
+
+def test_the_mlflow_ui_shows_the_registered_r1_version_with_its_lineage(finished, mlflow_ui, browser):
+    """Models > r1 > its version: the lineage commit and the DVC md5 tags are on the page."""
+    from mlflow.tracking import MlflowClient
+    from selenium.webdriver.common.by import By
+
+    first = _pipeline_runs(finished[0])[0]
+    version = json.loads(first.data.tags["r1flow.registered"])["r1"]
+    tags = MlflowClient(f"sqlite:///{finished[0]}/mlflow.db").get_model_version("r1", version).tags
+    browser.get(f"{mlflow_ui}/#/models")
+    link = wait_for("the r1 model", lambda: browser.find_element(By.LINK_TEXT, "r1"), browser)
+    close_dialogs(browser)
+    click(browser, link)
+    click(browser, wait_for(f"version {version}", lambda: browser.find_element(By.LINK_TEXT, f"Version {version}"),
+                            browser))
+    wait_for("the version's tags", lambda: element_with_text(browser, tags["r1flow.lineage_commit"]), browser)
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert tags["dvc.md5"] in page and "r1flow.lineage_commit" in page
+    screenshot(browser, "mlflow-registered-r1")

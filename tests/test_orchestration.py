@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from browser import browser, click, element_with_text, screenshot, wait_for  # noqa: F401
 from servers import mlflow_server, moto_s3, prefect_server, server_env, start_server, stop_server  # noqa: F401
 from presets import SMALL
 
@@ -188,6 +189,81 @@ def test_the_run_graph_is_the_stage_dag_and_tasks_are_tagged_by_kind(served, ui_
     assert upstream("r1_zero") == {"base"} and upstream("evaluate@r1_zero") == {"r1_zero"}
     assert upstream("base") == set() and upstream("evaluate@base") == {"base"}
     assert "r1flow-train" in by_name["r1_zero"]["tags"] and "r1flow-sample" in by_name["evaluate@base"]["tags"]
+
+
+def _form_property(driver, name: str):
+    """The run form's field of flow parameter ``name`` (all of r1_pipeline's are optional)."""
+    from selenium.webdriver.common.by import By
+
+    label = driver.find_element(By.XPATH, "//span[contains(@class, 'schema-form-property__label') and "
+                                          f"normalize-space(.)='{name} (Optional)']")
+    return label.find_element(By.XPATH, "./ancestor::div[contains(@class, 'schema-form-property ')][1]")
+
+
+def _fill(driver, name: str, value) -> None:
+    """Set flow parameter ``name`` in the run form as a person does: pick its type (int, list)
+    instead of None, then type the number, or add one item per list entry."""
+    from selenium.webdriver.common.by import By
+
+    kind = "list" if isinstance(value, list) else "int"
+    click(driver, wait_for(f"the {kind} choice of {name}", lambda: element_with_text(
+        _form_property(driver, name), kind, tag="button"), driver))
+    if kind == "int":
+        field = wait_for(f"the {name} input", lambda: _form_property(driver, name).find_element(
+            By.CSS_SELECTOR, ".schema-form-property__fields input"), driver)
+        field.send_keys(str(value))
+        return
+    for count, item in enumerate(value, start=1):
+        click(driver, wait_for("Add item", lambda: element_with_text(_form_property(driver, name), "Add item",
+                                                                     tag="button"), driver))
+        items = wait_for(f"item {count} of {name}", lambda: (
+            found if len(found := _form_property(driver, name).find_elements(By.TAG_NAME, "textarea")) >= count
+            else None), driver)
+        items[count - 1].send_keys(item)
+
+
+def test_a_run_started_from_the_ui_form_completes_and_its_graph_is_the_stage_dag(served, ui_runs, browser):
+    """In chromium: the deployment list, the r1-pipeline deployment, Run > Custom run, three
+    parameters changed, Submit; the run's page then shows it Completed, and the graph the UI
+    draws (the graph-v2 API) has the stage DAG's edges."""
+    from selenium.webdriver.common.by import By
+
+    ui = served["api"].removesuffix("/api")
+    browser.get(f"{ui}/deployments")
+    click(browser, wait_for("the r1-pipeline deployment", lambda: browser.find_element(By.LINK_TEXT, "r1-pipeline"),
+                            browser))
+    click(browser, wait_for("the Run button", lambda: element_with_text(browser, "Run", tag="button"), browser))
+    click(browser, wait_for("Custom run", lambda: element_with_text(browser, "Custom run"), browser))
+    wait_for("the run form", lambda: _form_property(browser, "seed"), browser)
+    # The first UI run's settings: its stages come back from DVC's run cache, so this run is quick.
+    for name, value in (("seed", 1), ("rl_steps", 4), ("stages", STAGES)):
+        _fill(browser, name, value)
+    screenshot(browser, "prefect-custom-run-form")
+    api, dep = served["api"], served["deployment"]
+    runs = {"deployments": {"id": {"any_": [dep]}}}
+    before = {r["id"] for r in _request("POST", f"{api}/flow_runs/filter", runs)}
+    click(browser, element_with_text(browser, "Submit", tag="button"))
+    run = wait_for("the submitted run", lambda: next(
+        (r for r in _request("POST", f"{api}/flow_runs/filter", runs) if r["id"] not in before), None))
+    # The form sends every parameter; those left at None take the project's params.yaml.
+    assert {k: v for k, v in run["parameters"].items() if v is not None} == {"seed": 1, "rl_steps": 4, "stages": STAGES}
+    # Back on the deployment's page, the new run is listed; its page follows it.
+    click(browser, wait_for(f"run {run['name']} in the list", lambda: browser.find_element(By.LINK_TEXT, run["name"]),
+                            browser))
+    state = wait_for("the run to finish", lambda: (
+        s if (s := _request("GET", f"{api}/flow_runs/{run['id']}")["state"]["type"])
+        in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None), timeout_s=600)
+    assert state == "COMPLETED"
+    assert run["id"] in browser.current_url
+    wait_for("Completed on the run's page", lambda: element_with_text(browser, "Completed"), browser)
+    screenshot(browser, "prefect-flow-run-completed")
+    graph = _request("GET", f"{api}/flow_runs/{run['id']}/graph-v2")
+    labels = {node_id: node["label"] for node_id, node in graph["nodes"]}
+    # The stages' edges (the flow's other tasks, such as the workspace, feed them too).
+    parents = {node["label"]: {labels[p["id"]] for p in node["parents"]} & set(STAGES)
+               for _, node in graph["nodes"] if node["label"] in STAGES}
+    assert parents == {"base": set(), "r1_zero": {"base"}, "evaluate@base": {"base"},
+                       "evaluate@r1_zero": {"r1_zero"}}
 
 
 def _processes(marker: bytes, under: Path) -> list[int]:
