@@ -29,11 +29,8 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 run: setup
 	$(VENV)/bin/r1flow run
 
-# Two workers (pytest-xdist): a test module, or a group of modules (tests/conftest.py), runs
-# whole on one worker, so its module fixtures (a pipeline run, servers) are made once.
-TEST_WORKERS ?= 2
 test: setup browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q
 
 # The browser tests (Prefect's and MLflow's UIs) drive Debian's chromium. Under CI=true it is
 # installed when missing (as root, with apt); elsewhere those tests skip, saying how to get it.

@@ -72,24 +72,6 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, **kwargs):
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-# --- two workers (`make test`: pytest -n 2 --dist loadgroup) -----------------------------------------
-
-# Modules whose tests look for sandbox processes (bwrap, the code reward's judges) anywhere on
-# the machine, or start them: one worker runs them one after another, so no test sees another's.
-SANDBOX_MODULES = ("test_sandbox", "test_code_reward", "test_rewards", "test_faults")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Every test gets an ``xdist_group``: its module's name, or ``sandbox`` for
-    :data:`SANDBOX_MODULES`. pytest-xdist's ``--dist loadgroup`` then hands each group to one
-    worker whole (its module-scoped fixtures are made once); without ``-n`` nothing changes."""
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            module = item.module.__name__.rpartition(".")[2] if item.module else "other"
-            item.add_marker(pytest.mark.xdist_group("sandbox" if module in SANDBOX_MODULES else module))
-
-
 # --- the fault table (docs/RELIABILITY.md) ------------------------------------------------------
 
 _FAULTS: list[dict] = []

@@ -22,7 +22,7 @@ if name == "broken":
     time.sleep(3)  # the stages started beside it are running when it fails
     sys.exit("broken on purpose")
 start = time.time()
-time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 3.0)
+time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 1.5)
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 record = {"start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS")}
 open(out, "w").write(json.dumps(record))
