@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from infra.dag import load_stages, stage_graph
+from servers import prefect_server  # noqa: F401  (a pytest fixture: one server for the toy flows)
 
 # A stage that records when it ran and how many threads it was given, then writes its out.
 STAGE_SCRIPT = """
@@ -64,10 +65,10 @@ def _project(tmp_path: Path, dvc_yaml: dict) -> Path:
     return project
 
 
-def _run_flow(project: Path, tmp_path: Path) -> str:
-    env = {**os.environ, "R1FLOW_PARALLEL": "2", "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    env.pop("PREFECT_API_URL", None)
+def _run_flow(project: Path, tmp_path: Path, api: str) -> str:
+    """The toy flow on ``project`` against the Prefect server at ``api``: its RESULT line."""
+    env = {**os.environ, "R1FLOW_PARALLEL": "2", "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     script = tmp_path / "flow.py"
     script.write_text(FLOW)
     proc = subprocess.run([sys.executable, str(script), str(project)], cwd=Path(__file__).resolve().parents[1],
@@ -85,9 +86,9 @@ def test_foreach_stages_are_expanded_with_their_edges(tmp_path):
     assert stage_graph(project / "dvc.yaml") == {"a": [], "b@x": [], "b@y": [], "c": ["a", "b@x", "b@y"]}
 
 
-def test_independent_stages_run_side_by_side_sharing_the_cores(tmp_path):
+def test_independent_stages_run_side_by_side_sharing_the_cores(tmp_path, prefect_server):
     project = _project(tmp_path, DVC_YAML)
-    assert _run_flow(project, tmp_path) == "RESULT ok"
+    assert _run_flow(project, tmp_path, prefect_server) == "RESULT ok"
     ran = {p.stem: json.loads(p.read_text()) for p in (project / "out").glob("*.json")}
     assert sorted(ran) == ["a", "b_x", "b_y", "c"]
     # Two at a time: a and b@x start together, b@y when one of them ends, c after all three.
@@ -101,11 +102,11 @@ def test_independent_stages_run_side_by_side_sharing_the_cores(tmp_path):
     assert sorted(lock["stages"]) == ["a", "b@x", "b@y", "c"]  # concurrent repros kept every entry
 
 
-def test_a_failed_stage_stops_its_dependents_and_the_rest_finishes(tmp_path):
+def test_a_failed_stage_stops_its_dependents_and_the_rest_finishes(tmp_path, prefect_server):
     broken = {"stages": {**DVC_YAML["stages"],
                          "a": {"cmd": "python stage.py broken out/a.json", "deps": ["stage.py"], "outs": ["out/a.json"]}}}
     project = _project(tmp_path, broken)
-    result = _run_flow(project, tmp_path)
+    result = _run_flow(project, tmp_path, prefect_server)
     assert result.startswith("RESULT failed") and "repro --single-item a`" in result, result
     assert not (project / "out" / "c.json").exists()  # downstream of the failure: never started
     # a stage started beside the failing one finishes (which of b@x, b@y started first is a race)
@@ -194,13 +195,13 @@ open(out, "wb").write(x.sum().numpy().tobytes() + str(torch.get_num_threads()).e
 """
 
 
-def test_a_stages_output_does_not_depend_on_what_ran_beside_it(tmp_path):
+def test_a_stages_output_does_not_depend_on_what_ran_beside_it(tmp_path, prefect_server):
     project = _project(tmp_path, {"stages": {
         "sums": {"cmd": f"{sys.executable} sums.py out/sums.bin", "deps": ["sums.py"], "outs": ["out/sums.bin"]},
         "short": {"cmd": "python stage.py short out/short.json 0.2", "deps": ["stage.py"], "outs": ["out/short.json"]},
     }})
     (project / "sums.py").write_text(SUM_STAGE)
-    assert _run_flow(project, tmp_path) == "RESULT ok"
+    assert _run_flow(project, tmp_path, prefect_server) == "RESULT ok"
     in_pipeline = project / "out" / "sums.bin"
     threads = in_pipeline.read_bytes()[4:].decode()
     assert threads == str(max(1, len(os.sched_getaffinity(0)) // 2))  # fixed at the start: 2 side by side
