@@ -127,9 +127,10 @@ def stop_groups(pgids: Iterable[int], grace_s: float = 10.0) -> None:
     import signal
     import time
 
-    def signal_all(signum: int) -> list[int]:
+    def signal_all(groups: list[int], signum: int) -> list[int]:
+        """Send ``signum`` to each group; returns those that still had a process."""
         alive = []
-        for pgid in pgids:
+        for pgid in groups:
             try:
                 os.killpg(pgid, signum)
                 alive.append(pgid)
@@ -137,12 +138,12 @@ def stop_groups(pgids: Iterable[int], grace_s: float = 10.0) -> None:
                 pass
         return alive
 
-    pgids = signal_all(signal.SIGTERM)
+    alive = signal_all(list(pgids), signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while pgids and time.monotonic() < deadline:
+    while alive and time.monotonic() < deadline:
         time.sleep(0.1)
-        pgids = signal_all(0)
-    signal_all(signal.SIGKILL)
+        alive = signal_all(alive, 0)
+    signal_all(alive, signal.SIGKILL)
 
 
 @contextlib.contextmanager

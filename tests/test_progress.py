@@ -117,3 +117,39 @@ def test_stream_passes_a_huge_line_in_pieces_quickly(tmp_path):
     assert time.monotonic() - started < 30  # linear: the whole line is never rescanned
     assert seen[0] == "start" and seen[-1] == "end" == tail[-1]
     assert max(map(len, seen)) == proc.MAX_LINE and sum(map(len, seen[1:-1])) == 20_000_000
+
+
+def test_an_exception_leaving_the_flow_body_stops_every_running_command_group():
+    """What a cancelled run does (Prefect raises TerminationSignal in the flow's thread): the
+    commands :func:`infra.proc.stream` runs in other threads, and their children, stop; one
+    that ignores SIGTERM gets SIGKILL after the grace period."""
+    import threading
+
+    from infra import proc
+
+    ready = []
+    commands = [[sys.executable, "-c", "import time; time.sleep(300)"],
+                ["bash", "-c", "trap '' TERM; sleep 300 & sleep 300 & wait"]]
+    errors: list[BaseException] = []
+
+    def run(cmd):
+        try:
+            proc.stream(cmd, cwd=".", on_line=ready.append)
+        except proc.CommandError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(cmd,)) for cmd in commands]
+    for t in threads:
+        t.start()
+    while len(proc._GROUPS) < 2:
+        time.sleep(0.05)
+    groups = list(proc._GROUPS)
+    with pytest.raises(KeyboardInterrupt):
+        with proc.stopping_commands():
+            raise KeyboardInterrupt  # as Ctrl-C, or Prefect's TerminationSignal, would
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 2 and not any(t.is_alive() for t in threads)
+    for pgid in groups:  # the whole group, children included, is gone
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
