@@ -36,7 +36,7 @@ test: setup browser
 # installed when missing (as root, with apt); elsewhere those tests skip, saying how to get it.
 browser:
 ifeq ($(CI),true)
-	@command -v chromedriver >/dev/null || { \
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { \
 	  echo "installing chromium and chromium-driver (apt) for the browser tests"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Generator, Iterable, Iterator
 
@@ -88,6 +89,8 @@ def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None
     Carriage-return progress updates count as lines; stages keep them few
     (:mod:`infra.progress`), and a line over :data:`MAX_LINE` characters arrives in pieces.
     """
+    if _STOPPING.is_set():  # e.g. a retry of a stage after the run was cancelled
+        raise CommandError(cmd, -1, ["not started: this process is stopping its commands (a cancelled or interrupted run)"])
     tail: collections.deque[str] = collections.deque(maxlen=keep)
     env = env or tool_env()
     secrets = secret_values(env)  # the child's credentials, read once, not once a line
@@ -112,6 +115,7 @@ def stream(cmd: list[str], *, cwd: str | Path, env: dict[str, str] | None = None
 
 
 _GROUPS: set[int] = set()  # process groups of the commands streaming now
+_STOPPING = threading.Event()  # set by stopping_commands: no new command starts
 
 
 def stop_group(pgid: int, grace_s: float = 10.0) -> None:
@@ -149,18 +153,27 @@ def stop_groups(pgids: Iterable[int], grace_s: float = 10.0) -> None:
 @contextlib.contextmanager
 def stopping_commands() -> Iterator[None]:
     """Stop the process group of every command :func:`stream` is running (any thread's) when
-    an exception leaves the block: Prefect's ``TerminationSignal`` when a run is cancelled
+    a signal's exception leaves the block: Prefect's ``TerminationSignal`` when a run is cancelled
     (the runner signals the flow-run process alone, and the commands run in sessions of their
     own), ``KeyboardInterrupt`` on Ctrl-C (the terminal's SIGINT does not reach them either).
 
-    It installs no signal handler: Prefect's SIGTERM bridge must stay the installed handler,
-    or the runner's cancel intent is not acknowledged and the run ends Crashed instead of
-    Cancelled (``prefect.utilities.engine.can_ack_control_intent``, Prefect 3.9).
+    After that, :func:`stream` starts no command in this process (a retry of a stopped stage
+    fails at once) until the next block begins. It installs no signal handler: Prefect's
+    SIGTERM bridge must stay the installed handler, or the runner's cancel intent is not
+    acknowledged and the run ends Crashed instead of Cancelled
+    (``prefect.utilities.engine.can_ack_control_intent``, Prefect 3.9).
     """
+    _STOPPING.clear()
     try:
         yield
-    except BaseException:
-        stop_groups(list(_GROUPS), grace_s=5.0)
+    except Exception:  # an error of the block's own (a stage failed): nothing is cancelled
+        raise
+    except BaseException:  # TerminationSignal, KeyboardInterrupt, SystemExit
+        _STOPPING.set()  # a stage retried, or started, after this point does not run
+        for _ in range(3):  # and one that started while the first ones stopped is stopped too
+            if not _GROUPS:
+                break
+            stop_groups(list(_GROUPS), grace_s=5.0)
         raise
 
 

@@ -153,3 +153,7 @@ def test_an_exception_leaving_the_flow_body_stops_every_running_command_group():
     for pgid in groups:  # the whole group, children included, is gone
         with pytest.raises(ProcessLookupError):
             os.killpg(pgid, 0)
+    with pytest.raises(proc.CommandError, match="not started"):  # a retry after the stop does not run
+        proc.stream(["true"], cwd=".")
+    with proc.stopping_commands():  # the next block starts commands again
+        proc.stream(["true"], cwd=".")
