@@ -33,7 +33,7 @@ import yaml
 from presets import SMALL
 from servers import (PREFECT_DATABASE_ENV, running_mlflow, running_moto, running_postgres, running_prefect,
                      server_env, start_server, stop_server)
-from test_orchestration import _request, make_project
+from test_orchestration import TERMINAL, _request, make_project
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "infra" / "compose.yaml"
@@ -52,7 +52,6 @@ WORKER_ENV = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS
 # sqlite's, PostgreSQL's, DVC's and git's ways of saying that two runs fought over a lock.
 LOCK_ERRORS = re.compile(r"database is locked|deadlock|could not obtain lock|lock timeout|LockNotAvailable"
                          r"|Unable to acquire lock|index\.lock", re.IGNORECASE)
-TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 @pytest.fixture(scope="module")

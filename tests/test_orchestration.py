@@ -29,6 +29,7 @@ from presets import SMALL
 ROOT = Path(__file__).resolve().parents[1]
 # The UI runs exercise the orchestration on the R1-Zero branch; test_full_pipeline runs every stage.
 STAGES = ["base", "r1_zero", "evaluate@base", "evaluate@r1_zero"]
+TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")  # the flow-run states a run ends in
 
 
 def _request(method: str, url: str, body: dict | None = None, attempts: int = 5) -> dict:
@@ -93,7 +94,7 @@ def ui_runs(served):
     states = {}
     while time.time() < deadline:
         states = {i: _request("GET", f"{api}/flow_runs/{i}")["state"]["type"] for i in ids}
-        if all(s in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for s in states.values()):
+        if all(s in TERMINAL for s in states.values()):
             break
         time.sleep(2)
     log = (served["project"] / "serve.log").read_text(errors="replace")[-8000:]
@@ -252,7 +253,7 @@ def test_a_run_started_from_the_ui_form_completes_and_its_graph_is_the_stage_dag
                             browser))
     state = wait_for("the run to finish", lambda: (
         s if (s := _request("GET", f"{api}/flow_runs/{run['id']}")["state"]["type"])
-        in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None), timeout_s=600)
+        in TERMINAL else None), timeout_s=600)
     assert state == "COMPLETED"
     assert run["id"] in browser.current_url
     wait_for("Completed on the run's page", lambda: element_with_text(browser, "Completed"), browser)
@@ -297,8 +298,7 @@ def test_cancelling_a_run_in_the_ui_stops_its_stage_process_tree(served, ui_runs
     state = None
     while time.time() < deadline:
         state = _request("GET", f"{api}/flow_runs/{run['id']}")["state"]["type"]
-        if state in ("CANCELLED", "COMPLETED", "FAILED", "CRASHED") and not any(Path(f"/proc/{p}").exists()
-                                                                                  for p in tree):
+        if state in TERMINAL and not any(Path(f"/proc/{p}").exists() for p in tree):
             break
         time.sleep(1)
     assert state == "CANCELLED"
