@@ -7,8 +7,9 @@ Two task families, each with a checker-friendly gold answer:
   any expression using each number at most once is correct; rows carry ``numbers``.
 
 Splits are disjoint by problem: a problem's key (e.g. ``347+589``) is hashed
-into train (90%) or test (10%); ``hard`` draws from a larger size (more digits,
-more numbers) that the train split never contains, for generalisation.
+into train (85%), validation (5%) or test (10%); ``hard`` draws from a larger size (more
+digits, more numbers) that the train split never contains, for generalisation. Knobs chosen
+by looking at results are chosen on validation; the report reads test.
 
 The worked solutions are the "pretraining corpus" of the tiny base model. They
 are written by a deliberately fallible solver: a column with a carry coming in
@@ -35,13 +36,14 @@ from typing import Iterator
 from data.formatting import r1_zero_completion
 
 FAMILIES = ("arithmetic", "countdown")
-SPLITS = ("train", "test", "hard")
+SPLITS = ("train", "validation", "test", "hard")
 TEST_SHARE = 0.10
+VALIDATION_SHARE = 0.05
 
 # Problem size per split: operand digits for arithmetic, count of numbers for countdown.
 SIZES = {
-    "arithmetic": {"train": (2, 3), "test": (2, 3), "hard": (4, 4)},
-    "countdown": {"train": (3, 3), "test": (3, 3), "hard": (4, 4)},
+    "arithmetic": {"train": (2, 3), "validation": (2, 3), "test": (2, 3), "hard": (4, 4)},
+    "countdown": {"train": (3, 3), "validation": (3, 3), "test": (3, 3), "hard": (4, 4)},
 }
 
 
@@ -75,9 +77,12 @@ def lexicon(language: str) -> dict[str, str]:
 
 
 def split_of(key: str) -> str:
-    """``train`` or ``test`` for a problem key, by a stable hash (never ``hard``)."""
+    """``train``, ``validation`` or ``test`` for a problem key, by a stable hash (never
+    ``hard``): the test problems are those they were before the validation split existed."""
     bucket = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 1000
-    return "test" if bucket < TEST_SHARE * 1000 else "train"
+    if bucket < TEST_SHARE * 1000:
+        return "test"
+    return "validation" if bucket < (TEST_SHARE + VALIDATION_SHARE) * 1000 else "train"
 
 
 # ----------------------------------------------------------------------------- arithmetic

@@ -1,15 +1,17 @@
 """One name space for every prompt set a stage can train or evaluate on, and its splits.
 
 - ``arithmetic`` / ``countdown``: the seeded synthetic tasks, in the split the stage names
-  (``train``, ``test`` or ``hard``); a split suffix in the name (``arithmetic_test``,
-  ``countdown_hard``) names the split itself and wins over the stage's;
+  (``train``, ``validation``, ``test`` or ``hard``); a split suffix in the name
+  (``arithmetic_test``, ``countdown_validation``) names the split itself and wins over the
+  stage's;
 - ``synthetic``: both families of that split, mixed;
 - anything else goes to :func:`data.loaders.load_dataset` (benchmark names: ``gsm8k`` has a
   train and a test split, ``math500``/``aime24``/``humaneval`` only test; local JSONL/Parquet
   files, which are one split each; hub ids, read in the named split).
 
-Contract 7, "train on train, report on test", lives here: :func:`check_training_set` refuses an
-evaluation set (a test-only benchmark, a ``test``/``hard`` split) for a training or sampling
+Contract 7, "train on train, tune on validation, report on test", lives here:
+:func:`check_training_set` refuses an evaluation set (a test-only benchmark, a
+``validation``/``test``/``hard`` split) for a training or sampling
 stage, and :func:`decontaminate_prompts` removes the prompts of a training or sampling stage that
 overlap the evaluation sets (word n-grams, :func:`data.filters.decontaminate`). Stages get
 both through :class:`TrainingData`, whose ``eval_sets`` and ``benchmark_seed`` default to
@@ -31,7 +33,7 @@ from infra.config import knob
 log = logging.getLogger(__name__)
 
 _SYNTHETIC = re.compile(rf"^({'|'.join(FAMILIES)}|synthetic)(?:_({'|'.join(SPLITS)}))?$")
-EVAL_SPLITS = ("test", "hard")  # splits only evaluation reads
+EVAL_SPLITS = ("validation", "test", "hard")  # splits only evaluation (and tuning) reads
 # What evaluate scores when params.yaml names nothing: the held-out synthetic splits.
 DEFAULT_BENCHMARKS = ["arithmetic_test", "arithmetic_hard", "countdown_test", "countdown_hard"]
 # Synthetic benchmark problems are drawn with benchmark_seed + EVAL_SEED (benchmark_rows): an
@@ -85,9 +87,10 @@ def check_training_set(spec: str, split: str) -> None:
                          f"{bench} with split train")
     if read in EVAL_SPLITS:
         family = base if base in FAMILIES or base == "synthetic" else None
-        instead = f"dataset={family} with split=train" if family else "split=train (or a validation split)"
-        raise ValueError(f"dataset {spec!r} with split {split!r} reads the {read} split, which evaluation "
-                         f"scores: training and sampling stages never draw from it; use {instead}")
+        instead = f"dataset={family} with split=train" if family else "split=train"
+        readers = "evaluation and tuning score" if read == "validation" else "evaluation scores"
+        raise ValueError(f"dataset {spec!r} with split {split!r} reads the {read} split, which {readers}: "
+                         f"training and sampling stages never draw from it; use {instead}")
 
 
 def benchmark_rows(name: str, *, limit: int, split: str = "test", benchmark_seed: int = 0,
@@ -134,7 +137,8 @@ class TrainingData:
     """The data knobs of every training and sampling stage (a mixin of their configs, which
     define ``dataset`` themselves); call :meth:`check_data` in ``__post_init__``."""
 
-    split: str = knob("train", "Split of `dataset` read: train (evaluation splits test and hard are refused).")
+    split: str = knob("train", "Split of `dataset` read: train (the splits evaluation and tuning read, validation, "
+                      "test and hard, are refused).")
     dataset_revision: str = knob("", "Hub datasets only: the revision (commit, tag or branch) to pin; empty = default branch.")
     eval_sets: list = knob(DEFAULT_BENCHMARKS, "Evaluation sets whose prompts are removed from this stage's "
                            "(word 8-gram overlap); default: evaluate.benchmarks of params.yaml.",

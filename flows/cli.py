@@ -29,6 +29,7 @@ STAGES = {
     "cold_start": "model.stages.cold_start",
     "sft_cold": "model.stages.sft_cold",
     "reasoning_rl": "model.stages.reasoning_rl",
+    "reasoning_rl_nolang": "model.stages.reasoning_rl_nolang",
     "rejection_sampling": "model.stages.rejection_sampling",
     "sft": "model.stages.sft",
     "reward_model": "model.stages.reward_model",
@@ -134,7 +135,7 @@ def cmd_run(argv: list[str]) -> None:
     copy_outputs(Path(result["workspace"]) / "artifacts", Path("artifacts"))
     report = Path("artifacts") / "report" / "report.md"
     if report.exists():  # the table and the findings; the plots are in report.html
-        print("\n" + report.read_text().split("\n## Training curves")[0])
+        print("\n" + report.read_text().split("\n## Test-time scaling and training curves")[0])
         print(f"Report with plots: {report.with_suffix('.html')}")
     print(f"Run {result['run']}: outputs in artifacts/ (a copy of {result['workspace']}/artifacts), "
           f"lineage on branch {result['branch']} ({result['commit'][:10]}).")

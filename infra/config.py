@@ -85,6 +85,30 @@ def knob(default: Any, help: str, *, inherit: str | None = None, **kwargs: Any) 
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
+def variant_of(cls: type, section: str, name: str, module: str, **own: Any) -> type:
+    """A config class like ``cls`` for a variant stage (an ablation) that runs with
+    ``section``'s values: each knob its own section leaves out takes ``section.key`` of
+    params.yaml (a knob that already inherits from elsewhere keeps that), and the knobs in
+    ``own`` (fields made with :func:`knob`) replace those of ``cls``: the one thing the
+    variant changes. Returns a dataclass named ``name`` of ``module`` (the stage module's
+    ``__name__``), a subclass of ``cls``."""
+    replaced = []
+    for f in dataclasses.fields(cls):
+        if f.name in own:
+            replaced.append((f.name, f.type, own[f.name]))
+            continue
+        metadata = {**f.metadata, "inherit": f.metadata.get("inherit") or f"{section}.{f.name}"}
+        default = ({"default_factory": f.default_factory} if f.default is dataclasses.MISSING
+                   else {"default": f.default})
+        replaced.append((f.name, f.type, dataclasses.field(metadata=metadata, **default)))
+    unknown = set(own) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TypeError(f"{name}: {cls.__name__} has no knobs {sorted(unknown)}")
+    variant = dataclasses.make_dataclass(name, replaced, bases=(cls,))
+    variant.__module__ = module
+    return variant
+
+
 def load_params(path: str | Path) -> dict[str, Any]:
     """Read params.yaml; a missing or non-mapping file is a ConfigError."""
     path = Path(path)

@@ -106,3 +106,32 @@ def plot_runs(runs: dict[str, list[dict]], key: str, path: str | Path, title: st
     ax.set_title(title or key, fontsize=10)
     fig.savefig(path, format="png", dpi=100)
     return path
+
+
+def plot_sweep(series: dict[str, tuple[list[float], list[float]]], path: str | Path, *, xlabel: str,
+               ylabel: str, title: str = "", log2_x: bool = False) -> Path:
+    """One line with markers per label (``{label: (xs, ys)}``), e.g. accuracy against a
+    test-time budget for every model; ``log2_x`` spaces x by powers of two (vote sizes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    drawn = {label: xy for label, xy in series.items() if xy[0]}
+    for label, (xs, ys) in drawn.items():
+        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, label=label)
+    if drawn:
+        if log2_x:
+            ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center")
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path, format="png", dpi=100)
+    return path

@@ -8,13 +8,23 @@ For each problem, k completions are sampled at temperature 0.6, top-p 0.95:
 plus mean completion length (tokens), reflection, mixing, format (R1-Zero tags) and readable
 (``<think>`` + ``\\boxed`` summary) rates over the sampled completions. Correctness is the shared ``accuracy`` reward, or ``code``
 for rows with unit tests.
+
+Test-time scaling (paper 2.2, "thinking longer"; Snell et al. 2024 for budgets and votes) comes
+from the same k samples: ``cons_at`` is cons@j for j = 1, 2, 4, ... up to k (each the mean over
+the k // j disjoint groups of j samples), and ``budget_pass@1`` is pass@1 when the thinking
+budget is b tokens: each sample cut at its first b tokens, which is what sampling with
+``max_new_tokens = b`` draws from the same seeded stream (every decode step draws the same
+random numbers whatever the limit). Every metric is also kept per problem
+(:func:`score_problems`), so that the report can compare two models problem by problem
+(model/stats.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from data.formatting import render_prompts
@@ -40,6 +50,12 @@ class Protocol:
     seed: int = 0
     prompt_format: str = "r1_zero"  # data/formatting.py: r1_zero (plain text) | chat (the model's template)
     output: str = "tags"  # the completion format the prompt asks for: tags | readable
+    budgets: tuple[int, ...] = ()  # thinking budgets (tokens) scored by cutting the samples; () = none
+
+    def __post_init__(self):
+        bad = [b for b in self.budgets if not 1 <= int(b) <= self.max_new_tokens]
+        if bad:
+            raise ValueError(f"thinking budgets {bad} must lie in 1..max_new_tokens ({self.max_new_tokens})")
 
 
 def correctness(rows: list[dict], texts: list[str]) -> list[float]:
@@ -58,17 +74,15 @@ def correctness(rows: list[dict], texts: list[str]) -> list[float]:
     return [0.0 if s is None else float(s) for s in scores]
 
 
-def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, protocol: Protocol,
-           examples: Sequence[tuple[str, str]] = ()):
-    """``n`` completions per row (row-major) of its prompt as ``protocol`` renders it (after the
-    worked ``examples``, if any: few-shot prompting), each stopped at any EOS id of the model's
-    generation config or the tokenizer; returns (texts, completion lengths in tokens)."""
+def rollouts(model, tokenizer, rows: list[dict], *, n: int, temperature: float, protocol: Protocol,
+             examples: Sequence[tuple[str, str]] = ()) -> Iterator[tuple[object, list[int]]]:
+    """``(Rollout, stop ids)`` per generation batch of ``n`` completions per row (row-major) of
+    its prompt as ``protocol`` renders it (after the worked ``examples``, if any: few-shot
+    prompting), each stopped at any EOS id of the model's generation config or the tokenizer."""
     ids = render_prompts(tokenizer, [r["prompt"] for r in rows], prompt_format=protocol.prompt_format,
                          output=protocol.output, examples=examples)
     stop_ids = stop_token_ids(model, tokenizer)
     flat = [i for i in range(len(rows)) for _ in range(n)]
-    texts: list[str] = []
-    lengths: list[int] = []
     device = next(model.parameters()).device
     for start in range(0, len(flat), protocol.batch_size):
         chunk = flat[start:start + protocol.batch_size]
@@ -79,9 +93,28 @@ def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, pr
                                max_new_tokens=protocol.max_new_tokens, eos_token_id=stop_ids,
                                pad_token_id=tokenizer.pad_token_id, temperature=temperature,
                                top_p=protocol.top_p if temperature > 0 else 1.0, generator=generator)
+        yield rollout, stop_ids
+
+
+def sample(model, tokenizer, rows: list[dict], *, n: int, temperature: float, protocol: Protocol,
+           examples: Sequence[tuple[str, str]] = ()):
+    """``n`` completions per row (see :func:`rollouts`); returns (texts, completion lengths in
+    tokens)."""
+    texts: list[str] = []
+    lengths: list[int] = []
+    for rollout, stop_ids in rollouts(model, tokenizer, rows, n=n, temperature=temperature, protocol=protocol,
+                                      examples=examples):
         texts += decode_completions(tokenizer, rollout, stop_ids)
         lengths += rollout.completion_mask.sum(dim=1).tolist()
     return texts, lengths
+
+
+def cut(rollout, budget: int):
+    """``rollout`` with every completion cut after its first ``budget`` tokens (mask 0 beyond):
+    the completions a run with ``max_new_tokens = budget`` samples from the same stream."""
+    mask = rollout.completion_mask.clone()
+    mask[:, budget:] = 0
+    return dataclasses.replace(rollout, completion_mask=mask)
 
 
 def _vote_answer(row: dict, text: str) -> str | None:
@@ -90,12 +123,12 @@ def _vote_answer(row: dict, text: str) -> str | None:
     return extract_answer(text)
 
 
-def consensus(rows: list[dict], texts: list[str], correct: list[float], k: int) -> float:
-    """cons@k: share of rows whose majority answer is correct. Answers vote by equivalence
-    (model/rewards/equivalence.py ``vote``: ``0.5``, ``\\frac{1}{2}`` and ``1/2`` vote together;
-    a tie goes to the answer seen first); the winner is as correct as its first sample. Code
-    answers vote by identical program text."""
-    hits = 0.0
+def consensus_hits(rows: list[dict], texts: list[str], correct: list[float], k: int) -> list[float]:
+    """Per row, whether its majority answer over its ``k`` samples (``texts`` row-major) is
+    correct. Answers vote by equivalence (model/rewards/equivalence.py ``vote``: ``0.5``,
+    ``\\frac{1}{2}`` and ``1/2`` vote together; a tie goes to the answer seen first); the winner
+    is as correct as its first sample. Code answers vote by identical program text."""
+    hits = []
     for i, row in enumerate(rows):
         group = range(i * k, (i + 1) * k)
         answers = [_vote_answer(row, texts[j]) for j in group]
@@ -104,30 +137,89 @@ def consensus(rows: list[dict], texts: list[str], correct: list[float], k: int) 
             winner = answers.index(votes.most_common(1)[0][0]) if votes else None
         else:
             winner, _ = vote(answers)
-        if winner is not None:
-            hits += correct[group[winner]]
-    return hits / max(1, len(rows))
+        hits.append(0.0 if winner is None else correct[group[winner]])
+    return hits
 
 
-def evaluate(model, tokenizer, rows: list[dict], protocol: Protocol, reflection_phrases: list[str]) -> dict:
-    """All metrics of one model on one benchmark."""
+def consensus(rows: list[dict], texts: list[str], correct: list[float], k: int) -> float:
+    """cons@k: share of rows whose majority answer is correct (:func:`consensus_hits`)."""
+    return sum(consensus_hits(rows, texts, correct, k)) / max(1, len(rows))
+
+
+def vote_sizes(k: int) -> list[int]:
+    """The vote sizes j of the cons@j sweep: 1, 2, 4, ... up to ``k``, and ``k`` itself."""
+    sizes = [1 << i for i in range(k.bit_length()) if 1 << i <= k]
+    return sizes if sizes[-1] == k else [*sizes, k]
+
+
+def consensus_at(rows: list[dict], texts: list[str], correct: list[float], k: int, j: int) -> list[float]:
+    """Per row, cons@j from its ``k`` samples: the mean of :func:`consensus_hits` over the
+    ``k // j`` disjoint groups of ``j`` consecutive samples (a lower-variance estimate than one
+    group)."""
+    groups = k // j
+    total = [0.0] * len(rows)
+    for g in range(groups):
+        pick = [i * k + g * j + t for i in range(len(rows)) for t in range(j)]
+        hits = consensus_hits(rows, [texts[p] for p in pick], [correct[p] for p in pick], j)
+        total = [a + h for a, h in zip(total, hits)]
+    return [t / groups for t in total]
+
+
+def _per_row(values: list[float], k: int) -> list[float]:
+    return [sum(values[i:i + k]) / k for i in range(0, len(values), k)]
+
+
+def score_problems(model, tokenizer, rows: list[dict], protocol: Protocol,
+                   reflection_phrases: list[str]) -> dict:
+    """Every metric of one model on one benchmark, per problem: ``{"id": [n], "pass@1": [n],
+    "cons@k": [n], "greedy": [n], "mean_length": [n] (tokens), "reflection_rate", "mixing_rate",
+    "format_rate", "readable_rate": [n] (shares of the k samples), "cons_at": {j: [n]},
+    "budget_pass@1": {b: [n]}}`` (j of :func:`vote_sizes`, b of ``protocol.budgets``; keys as
+    strings, as JSON keeps them). Rows are sampled ``protocol.k`` times at its temperature and
+    once greedily."""
     k = protocol.k
-    texts, lengths = sample(model, tokenizer, rows, n=k, temperature=protocol.temperature, protocol=protocol)
+    texts: list[str] = []
+    lengths: list[int] = []
+    cut_texts: dict[int, list[str]] = {int(b): [] for b in protocol.budgets}
+    for rollout, stop_ids in rollouts(model, tokenizer, rows, n=k, temperature=protocol.temperature,
+                                      protocol=protocol):
+        texts += decode_completions(tokenizer, rollout, stop_ids)
+        lengths += rollout.completion_mask.sum(dim=1).tolist()
+        for b in cut_texts:
+            cut_texts[b] += decode_completions(tokenizer, cut(rollout, b), stop_ids)
     expanded = [r for r in rows for _ in range(k)]
     correct = correctness(expanded, texts)
     greedy_texts, _ = sample(model, tokenizer, rows, n=1, temperature=0.0, protocol=protocol)
-    greedy = correctness(rows, greedy_texts)
-    fmt = get_reward("format")(texts)
-    readable = get_reward("readable_format")(texts)
+    flags = {"reflection_rate": [reflection_rate([t], reflection_phrases) for t in texts],
+             "mixing_rate": [mixing_rate([t]) for t in texts],
+             "format_rate": [float(s) for s in get_reward("format")(texts)],
+             "readable_rate": [float(s) for s in get_reward("readable_format")(texts)]}
     return {
-        "pass@1": sum(correct) / len(correct),
-        "cons@k": consensus(rows, texts, correct, k),
-        "greedy": sum(greedy) / len(greedy),
-        "mean_length": sum(lengths) / len(lengths),
-        "reflection_rate": reflection_rate(texts, reflection_phrases),
-        "mixing_rate": mixing_rate(texts),
-        "format_rate": sum(fmt) / len(fmt),
-        "readable_rate": sum(readable) / len(readable),
-        "n": len(rows),
-        "k": k,
+        "id": [str(r.get("id", i)) for i, r in enumerate(rows)],
+        "pass@1": _per_row(correct, k),
+        "cons@k": consensus_hits(rows, texts, correct, k),
+        "greedy": correctness(rows, greedy_texts),
+        "mean_length": _per_row([float(n) for n in lengths], k),
+        **{key: _per_row(values, k) for key, values in flags.items()},
+        "cons_at": {str(j): consensus_at(rows, texts, correct, k, j) for j in vote_sizes(k)},
+        "budget_pass@1": {str(b): _per_row(correctness(expanded, cut_texts[b]), k) for b in cut_texts},
     }
+
+
+def summarize(problems: dict, k: int) -> dict:
+    """The benchmark's metrics from :func:`score_problems`' output: each per-problem list
+    averaged (nested sweeps kept nested), with ``n`` problems and ``k`` samples."""
+    def mean(values: list[float]) -> float:
+        return sum(values) / max(1, len(values))
+
+    out: dict = {}
+    for key, value in problems.items():
+        if key == "id":
+            continue
+        out[key] = {sub: mean(v) for sub, v in value.items()} if isinstance(value, dict) else mean(value)
+    return {**out, "n": len(problems["id"]), "k": k}
+
+
+def evaluate(model, tokenizer, rows: list[dict], protocol: Protocol, reflection_phrases: list[str]) -> dict:
+    """All metrics of one model on one benchmark, averaged over problems (:func:`summarize`)."""
+    return summarize(score_problems(model, tokenizer, rows, protocol, reflection_phrases), protocol.k)

@@ -78,36 +78,62 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, max_length: int
     return wrapped
 
 
+ARCHITECTURES = ("dense", "moe")
+
+
 def build_tiny_model(
     tokenizer,
     *,
     family: str = "llama",
+    architecture: str = "dense",
     hidden_size: int = 128,
     num_layers: int = 4,
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int = 384,
+    num_experts: int = 4,
+    num_experts_per_tok: int = 2,
+    router_aux_loss_coef: float = 0.01,
     max_positions: int = 512,
     seed: int = 0,
 ):
-    """A randomly initialised decoder of the Qwen2 or Llama family sized for CPU training."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    """A randomly initialised decoder of the Qwen2 or Llama family sized for CPU training.
 
-    classes = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
-    if family not in classes:
-        raise ValueError(f"model family {family!r}: choose from {sorted(classes)}")
-    config_cls, model_cls = classes[family]
+    ``architecture="moe"`` makes every MLP a Mixture of Experts, as in DeepSeek-V3 (the base of
+    R1): transformers' Mixtral for the llama family, Qwen2-MoE (with its shared expert) for
+    qwen2; ``num_experts`` experts of ``intermediate_size`` each, ``num_experts_per_tok`` routed
+    per token, and the router's load-balancing loss weighted ``router_aux_loss_coef`` in
+    training (model/moe.py). Raises ValueError for an unknown family or architecture.
+    """
+    import torch
+    from transformers import (LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM)
+
+    classes = {("dense", "qwen2"): (Qwen2Config, Qwen2ForCausalLM), ("dense", "llama"): (LlamaConfig, LlamaForCausalLM),
+               ("moe", "qwen2"): (Qwen2MoeConfig, Qwen2MoeForCausalLM), ("moe", "llama"): (MixtralConfig, MixtralForCausalLM)}
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r}: choose from {ARCHITECTURES}")
+    if (architecture, family) not in classes:
+        raise ValueError(f"model family {family!r}: choose from llama, qwen2")
+    if architecture == "moe" and not 1 <= num_experts_per_tok <= num_experts:
+        raise ValueError(f"num_experts_per_tok must be in 1..num_experts ({num_experts}), got {num_experts_per_tok}")
+    config_cls, model_cls = classes[(architecture, family)]
+    experts = {}
+    if architecture == "moe":
+        experts = {"num_experts_per_tok": num_experts_per_tok, "router_aux_loss_coef": router_aux_loss_coef}
+        experts |= ({"num_local_experts": num_experts} if family == "llama" else
+                    {"num_experts": num_experts, "moe_intermediate_size": intermediate_size,
+                     "shared_expert_intermediate_size": intermediate_size, "decoder_sparse_step": 1})
     config = config_cls(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
         intermediate_size=intermediate_size, max_position_embeddings=max_positions,
         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None, **experts,
     )
     torch.manual_seed(seed)
     model = model_cls(config)
-    log.info("built %s with %.2fM parameters", family, sum(p.numel() for p in model.parameters()) / 1e6)
+    log.info("built %s %s with %.2fM parameters", architecture, family, sum(p.numel() for p in model.parameters()) / 1e6)
     return model
 
 

@@ -78,6 +78,7 @@ from data.formatting import prompt_style, render_prompts
 from data.language import scripts_in
 from model import checkpoint
 from model.engine import make_engine
+from model.moe import RouterLoss
 from model.rewards import get_reward
 from model.rewards.code import code_outcome_counts, code_outcome_shares
 from model.rollout import completion_logprobs, concat_rollouts, decode_completions, generate, left_pad, stop_token_ids
@@ -336,6 +337,7 @@ class GRPOTrainer(Trainer):
             grad_accum=grad_accum_steps(a.prompts_per_step * a.num_generations, a.micro_batch),
             max_grad_norm=a.max_grad_norm, warmup_steps=a.warmup_steps,
         )
+        self.router = RouterLoss(self.engine)  # MoE policies: load balancing in the loss (model/moe.py)
         if self.ref is not None:
             self.ref = reference_engine(self.ref, self.engine, a.micro_batch)
         return self.run_loop(a.steps, ckpt_dir=self.out_dir / "checkpoints", fingerprint=checkpoint.fingerprint(a),
@@ -416,7 +418,7 @@ class GRPOTrainer(Trainer):
             stats.update(code_outcome_shares(sum_over_ranks(code_outcome_counts())))
         times = {"rollout_s": max_over_ranks(t_rollout), "reward_s": max_over_ranks(t_reward),
                  "step_s": max_over_ranks(time.perf_counter() - t0)}
-        metrics = {**self._batch_metrics(batch), **stats, "lr": self.engine.get_lr()[0], **times,
+        metrics = {**self._batch_metrics(batch), **stats, **self.router.step_metrics(), "lr": self.engine.get_lr()[0], **times,
                    "tokens_per_s": sum(batch["length"]) / times["rollout_s"]}
         if is_main() and a.sample_every and (step % a.sample_every == 0 or step == 1):
             self._write_samples(step, batch["row"], batch["text"], batch["reward"])
@@ -470,7 +472,8 @@ class GRPOTrainer(Trainer):
                                      max_completion_length=a.max_completion_length, normalizer=normalizer)
                 # DeepSpeed divides by gradient_accumulation_steps (= len(micro)) and averages over
                 # ranks; undo both so the micro-batch losses of all ranks add up to the step's loss.
-                engine.backward(loss * len(micro) * world)
+                # An MoE router's balancing loss is added after the rescaling: once per step on average.
+                engine.backward(self.router.add_to(loss * len(micro) * world))
                 engine.step()
                 if it == 0:
                     m = mask[s].float()

@@ -35,6 +35,7 @@ from infra.config import knob
 from infra.steplog import StepLog
 from model import checkpoint
 from model.engine import make_engine
+from model.moe import RouterLoss
 from model.trainer import Trainer, grad_accum_steps, log_shard, max_over_ranks, rank_share, sum_over_ranks
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class SFTTrainer(Trainer):
             grad_accum=grad_accum_steps(a.batch_size, a.micro_batch), max_grad_norm=a.max_grad_norm,
             warmup_steps=a.warmup_steps, total_steps=total,
         )
+        self.router = RouterLoss(self.engine)  # MoE models: load balancing in the loss (model/moe.py)
         return self.run_loop(total, ckpt_dir=self.out_dir / "checkpoints", fingerprint=checkpoint.fingerprint(a),
                              checkpoint_every=a.checkpoint_every)
 
@@ -158,7 +160,7 @@ class SFTTrainer(Trainer):
         for micro in self._batches(self.examples, step):
             batch = {k: v.to(self.engine.device) for k, v in collate(micro, self.tokenizer.pad_token_id).items()}
             loss, _ = completion_loss(self.engine, batch)
-            self.engine.backward(loss)
+            self.engine.backward(self.router.add_to(loss))
             self.engine.step()
             loss_sum, micros = loss_sum + loss.item(), micros + 1
             tokens += int(batch["attention_mask"].sum())
@@ -168,6 +170,7 @@ class SFTTrainer(Trainer):
             "lr": self.engine.get_lr()[0],
             "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
             "tokens_per_s": total["tokens"] / max_over_ranks(time.perf_counter() - t0),
+            **self.router.step_metrics(),
         }
 
 

@@ -27,6 +27,7 @@ SMALL = {
     "cold_start": {**_SAMPLE, "few_shot_size": 4, "eval_sets": ["arithmetic_test", "gsm8k"], "eval_limit": 50},
     "sft_cold": _SFT,
     "reasoning_rl": {**_GRPO, "steps": 2, "checkpoint_every": 0},
+    "reasoning_rl_nolang": {},  # reasoning_rl's knobs
     "rejection_sampling": _SAMPLE,
     "sft": _SFT,
     "reward_model": {"pairs": 200, "harmless_rows": 120, "helpful_steps": 2, "harmless_steps": 2,
@@ -44,7 +45,9 @@ SMALL = {
     "evaluate": {"benchmarks": ["arithmetic_test", "countdown_hard"], "benchmark_seed": 0, "limit": 6, "k": 2,
                  "max_new_tokens": 12},
     "report": {"models": {"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model",
-                          "reasoning_rl": "artifacts/reasoning_rl/model", "r1": "artifacts/all_scenario_rl/model",
+                          "reasoning_rl": "artifacts/reasoning_rl/model",
+                          "reasoning_rl_nolang": "artifacts/reasoning_rl_nolang/model",
+                          "r1": "artifacts/all_scenario_rl/model",
                           "s64_distill": "artifacts/distill/s64/model", "s64_rl": "artifacts/rl_student/s64/model",
                           "s96_distill": "artifacts/distill/s96/model", "s96_rl": "artifacts/rl_student/s96/model"}},
 }

@@ -178,8 +178,9 @@ def test_r1flow_launch_refuses_an_unknown_stage():
 def test_recipes_are_checked_key_by_key_against_params_yaml(tmp_path, monkeypatch):
     from flows.pipeline import load_recipe
 
-    for recipe in ("recipes/qwen2.5-0.5b-gsm8k.yaml", "recipes/qwen2.5-math-1.5b-8gpu.yaml"):
-        assert load_recipe(ROOT / recipe)["base"]["model"].startswith("Qwen/")
+    for recipe in ("recipes/qwen2.5-0.5b-gsm8k.yaml", "recipes/qwen2.5-math-1.5b-8gpu.yaml",
+                   "recipes/olmoe-1b-7b-gsm8k.yaml"):
+        assert load_recipe(ROOT / recipe)["base"]["model"].startswith(("Qwen/", "allenai/OLMoE"))
     monkeypatch.chdir(ROOT)  # params.yaml: sft_cold batch_size 16
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"sft_cold": {"micro_batch": 32}}))  # merged: 16 is not a multiple of 32

@@ -1,62 +1,169 @@
-"""The report stage: Table-4 layout from evaluate@MODEL results and the paper's findings
-computed (and refuted) from the numbers, never assumed."""
+"""The report stage: Table-4 layout from evaluate@MODEL results, and the paper's findings judged
+from hand-made metric files by paired bootstrap intervals: never assumed, never a bare a > b."""
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import run_cli
+from model import stats
+from model.stages.report import ReportConfig, findings
+
+BENCHES = ("arithmetic_test", "countdown_test")
 
 
-def _metrics(pass1: float, mixing: float = 0.0) -> dict:
-    return {"pass@1": pass1, "cons@k": pass1 + 0.05, "greedy": pass1, "mean_length": 30.0,
-            "reflection_rate": 0.0, "mixing_rate": mixing, "format_rate": 1.0, "readable_rate": 0.0, "n": 10, "k": 4}
+def _problems(pass1: list[float], mixing: float = 0.0, readable: float = 0.0,
+              budgets: dict[str, list[float]] | None = None) -> dict:
+    """Per-problem scores of one benchmark as evaluate writes them (problems.json)."""
+    n = len(pass1)
+    return {"id": [f"p{i}" for i in range(n)], "pass@1": pass1, "cons@k": pass1, "greedy": pass1,
+            "mean_length": [30.0] * n, "reflection_rate": [0.0] * n, "mixing_rate": [mixing] * n,
+            "format_rate": [1.0] * n, "readable_rate": [readable] * n,
+            "cons_at": {"1": pass1, "2": pass1}, "budget_pass@1": budgets or {"12": [0.0] * n, "24": pass1}}
 
 
-def _write_eval(project: Path, model: str, pass1: float, mixing: float = 0.0) -> None:
+def _summary(problems: dict) -> dict:
+    from model.evaluate import summarize
+
+    return summarize(problems, k=4)
+
+
+def _write_eval(project: Path, model: str, by_bench: dict[str, dict]) -> None:
     folder = project / "artifacts" / "evaluate" / model
     folder.mkdir(parents=True)
-    benches = {b: _metrics(pass1, mixing) for b in ("arithmetic_test", "countdown_test")}
-    (folder / "metrics.json").write_text(json.dumps({model: benches}))
+    (folder / "problems.json").write_text(json.dumps({model: by_bench}))
+    (folder / "metrics.json").write_text(json.dumps({model: {b: _summary(p) for b, p in by_bench.items()}}))
 
 
-def test_report_states_each_finding_with_its_numbers(tmp_path):
+def _scores(mean: float, n: int = 150, seed: int = 0) -> list[float]:
+    """``n`` per-problem pass@1 values over 4 samples (quarters), shuffled, averaging exactly
+    ``mean`` (``mean * n * 4`` must be whole)."""
+    quarters = round(mean * n * 4)
+    assert abs(quarters - mean * n * 4) < 1e-9
+    values = [min(4, max(0, quarters - 4 * i)) / 4 for i in range(n)]
+    random.Random(seed).shuffle(values)
+    return values
+
+
+def _by_key(found: list[dict]) -> dict[str, dict]:
+    return {f["key"]: f for f in found}
+
+
+def test_a_clear_gap_holds_and_the_reverse_gap_does_not():
+    problems = {"base": {b: _problems(_scores(0.30, seed=1)) for b in BENCHES},
+                "r1_zero": {b: _problems(_scores(0.70, seed=2)) for b in BENCHES},
+                "r1": {b: _problems(_scores(0.40, seed=3)) for b in BENCHES}}
+    found = _by_key(findings(problems, {}, ReportConfig()))
+    lift = found["rl_lifts_base"]
+    assert lift["verdict"] == stats.HOLDS
+    assert lift["n"] == 300 and lift["left"] == pytest.approx(0.70) and lift["right"] == pytest.approx(0.30)
+    assert 0 < lift["low"] < lift["diff"] < lift["high"]
+    assert found["r1_beats_r1_zero"]["verdict"] == stats.FAILS
+    assert found["r1_beats_r1_zero"]["high"] < 0
+
+
+def test_half_a_point_on_150_problems_is_inconclusive():
+    problems = {"base": {"arithmetic_test": _problems(_scores(0.50, seed=1))},
+                "r1_zero": {"arithmetic_test": _problems(_scores(0.51, seed=2))}}
+    lift = _by_key(findings(problems, {}, ReportConfig()))["rl_lifts_base"]
+    assert lift["diff"] == pytest.approx(0.01)
+    assert lift["low"] < 0 < lift["high"]
+    assert lift["verdict"] == stats.INCONCLUSIVE
+
+
+def test_models_scored_on_different_benchmarks_are_not_compared():
+    """The issue's case: r1_zero on one benchmark, base on another: no shared problems."""
+    problems = {"base": {"countdown_test": _problems(_scores(0.10))},
+                "r1_zero": {"arithmetic_test": _problems(_scores(0.50))}}
+    lift = _by_key(findings(problems, {}, ReportConfig()))["rl_lifts_base"]
+    assert lift["verdict"] == stats.NOT_MEASURED
+    assert "no shared benchmark" in lift["why"] and "countdown_test" in lift["why"]
+
+
+def test_only_the_shared_benchmarks_and_problems_are_compared():
+    """base also has a benchmark r1_zero lacks, where it scores 0.9: left out of the comparison."""
+    problems = {"base": {"arithmetic_test": _problems(_scores(0.30)), "countdown_test": _problems(_scores(0.90))},
+                "r1_zero": {"arithmetic_test": _problems(_scores(0.60)[:100])}}
+    lift = _by_key(findings(problems, {}, ReportConfig()))["rl_lifts_base"]
+    assert lift["benchmarks"] == ["arithmetic_test"] and lift["n"] == 100
+    assert lift["verdict"] == stats.HOLDS
+
+
+def test_curve_findings_compare_the_last_tenth_of_steps_with_the_first():
+    rows = [{"step": i, "response_length": 40.0 + i + (i % 3), "reflection_rate": 0.05 - 0.0004 * i,
+             "mixing_rate": 0.0} for i in range(100)]
+    found = _by_key(findings({}, {"r1_zero": rows}, ReportConfig()))
+    grows = found["length_grows"]
+    assert grows["verdict"] == stats.HOLDS and grows["n"] == 10
+    assert grows["diff"] == pytest.approx(90.0, abs=1.0)
+    assert found["reflection_rises"]["verdict"] == stats.FAILS
+    assert found["r1_zero_mixes"]["verdict"] == stats.FAILS  # never mixed: no mixing is not "mixes"
+    assert found["language_reward_cuts_mixing"]["verdict"] == stats.NOT_MEASURED  # no ablation run
+
+
+def test_stats_verdicts_on_known_intervals():
+    same = stats.paired_interval([1.0, 0.0, 1.0], [1.0, 0.0, 1.0])
+    assert (same.low, same.high) == (0.0, 0.0) and stats.verdict(same) == stats.FAILS
+    assert stats.paired_interval([0.2] * 5, [0.1] * 5, seed=3) == stats.paired_interval([0.2] * 5, [0.1] * 5, seed=3)
+    lower = stats.unpaired_interval([0.0, 0.01, 0.0], [0.2, 0.3, 0.25])
+    assert stats.verdict(lower, higher=False) == stats.HOLDS and stats.verdict(lower) == stats.FAILS
+    with pytest.raises(ValueError, match="one length"):
+        stats.paired_interval([1.0], [1.0, 0.0])
+
+
+def test_report_lists_every_finding_with_its_interval(tmp_path):
     project = tmp_path
+    models = ("base", "r1_zero", "reasoning_rl", "reasoning_rl_nolang", "r1", "s64_distill", "s64_rl")
     (project / "params.yaml").write_text(yaml.safe_dump({"report": {
-        "students": {"s64": {}}, "models": {m: f"artifacts/{m}/model" for m in
-                                       ("base", "r1_zero", "reasoning_rl", "r1", "s64_distill", "s64_rl")}}}))
-    _write_eval(project, "base", 0.30)
-    _write_eval(project, "r1_zero", 0.50, mixing=0.10)
-    _write_eval(project, "reasoning_rl", 0.55, mixing=0.20)  # mixing went UP: must be reported
-    _write_eval(project, "s64_distill", 0.40)
-    _write_eval(project, "s64_rl", 0.20)
-    for stage, mixing in (("r1_zero", 0.08), ("reasoning_rl", 0.01)):  # rollouts: the reward cut mixing
+        "students": {"s64": {}}, "models": {m: f"artifacts/{m}/model" for m in models}}}))
+    means = {"base": 0.30, "r1_zero": 0.50, "reasoning_rl": 0.55, "reasoning_rl_nolang": 0.55, "s64_distill": 0.40,
+             "s64_rl": 0.20}
+    for seed, (model, mean) in enumerate(means.items()):
+        mixing = {"r1_zero": 0.10, "reasoning_rl": 0.20, "reasoning_rl_nolang": 0.20}.get(model, 0.0)
+        readable = 1.0 if model.startswith("reasoning") or model.endswith("distill") else 0.0
+        _write_eval(project, model, {b: _problems(_scores(mean, seed=seed), mixing=mixing, readable=readable)
+                                     for b in BENCHES})
+    for stage, mixing in (("r1_zero", 0.08), ("reasoning_rl", 0.01), ("reasoning_rl_nolang", 0.09)):
         steps = project / "artifacts" / stage / "steps.json"
         steps.parent.mkdir(parents=True)
-        rows = [{"step": i, "reward": i / 20, "mixing_rate": 0.5 if i < 19 else mixing} for i in range(1, 21)]
+        rows = [{"step": i, "reward": i / 20, "response_length": 30.0 + i, "reflection_rate": 0.02,
+                 "mixing_rate": 0.5 if i < 19 else mixing} for i in range(1, 21)]
         steps.write_text(json.dumps(rows))
 
     proc = run_cli(["stage", "report"], project)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = project / "artifacts" / "report"
     report = (out / "report.md").read_text()
-    assert "| base | 30.0 | 35.0 | 30.0 | 35.0 |" in report  # Table-4 layout: pass@1, cons@k per benchmark
-    assert "r1_zero 50.0% vs base 30.0% (holds)" in report
-    assert "last 10% of steps: reasoning_rl 1.0% vs r1_zero 8.0% (holds)" in report
-    assert "at evaluation: reasoning_rl 20.0% vs r1_zero 10.0% (DOES NOT HOLD)" in report
-    assert "s64_distill 40.0% vs s64_rl 20.0% (holds)" in report
+    assert "| base | 30.0 | 30.0 | 30.0 | 30.0 |" in report  # Table-4 layout: pass@1, cons@k per benchmark
     assert "Not evaluated: r1." in report
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in report.splitlines() if line.startswith("| ")}
+    assert rows["pure RL lifts the base: pass@1"].endswith("| 300 | holds |")
+    assert "r1_zero 50.0% | base 30.0% | 20.0% [" in rows["pure RL lifts the base: pass@1"]
+    assert rows["response length grows during R1-Zero RL: rollouts' mean length"].endswith("| holds |")
+    assert rows["reflection rises during R1-Zero RL: rollouts with a re-check"].endswith("| does not hold |")
+    assert rows["the language reward reduces mixing: rollouts, same start and steps"].endswith("| holds |")
+    assert rows["the language reward reduces mixing: at evaluation"].endswith("| does not hold |")
+    assert rows["cold start gives readable output: readable-format rate"].endswith("| holds |")
+    assert "not measured: r1 has no per-problem scores" in rows["R1 beats R1-Zero: pass@1"]
+    assert rows["distillation beats RL on student s64: pass@1"].endswith("| holds |")
+    assert "not measured" in rows["thinking longer raises accuracy: r1 pass@1"]
+    assert rows["thinking longer raises accuracy: r1_zero pass@1 by thinking budget"].endswith("| holds |")
+    assert "24 tokens 50.0% | 12 tokens 0.0%" in rows["thinking longer raises accuracy: r1_zero pass@1 by thinking budget"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [metrics[f"finding{i}/holds"] for i in range(1, 5)] == [1, 1, 0, 1]
-    assert "| reasoning_rl | 30.0 | 0.0 | 20.0 | 100.0 | 0.0 |" in report  # behaviour: length, rates in %
-    assert metrics["missing_models"] == 1
-    assert (out / "plots" / "reward.png").stat().st_size > 1000
+    assert metrics["rl_lifts_base"]["verdict"] == 1 and metrics["reflection_rises"]["verdict"] == -1
+    assert "r1_beats_r1_zero" not in metrics and metrics["findings"]["not_measured"] == 2
+    found = json.loads((out / "findings.json").read_text())
+    assert len(found) == 11 and all(f["verdict"] in (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE,
+                                                     stats.NOT_MEASURED) for f in found)
+    for plot in ("reward", "response_length", "reflection_rate", "budget", "cons_at"):
+        assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
     html = (out / "report.html").read_text()
-    assert "<table>" in html and 'src="plots/mixing_rate.png"' in html
+    assert "<table>" in html and 'src="plots/budget.png"' in html
 
 
 def test_report_without_results_fails_clearly(tmp_path):

@@ -388,3 +388,23 @@ def test_chunked_head_falls_back_for_models_without_linear_head():
     assert rollout_module._fusable_head(model) is None
     assert torch.equal(completion_logprobs(model, seqs, mask, 2, chunk_rows=3),
                        completion_logprobs(model, seqs, mask, 2, chunk_rows=0))
+
+
+def test_a_budget_cut_is_what_a_shorter_run_samples(tiny_base):
+    """model/evaluate.py scores a thinking budget b by cutting each sample at b tokens: that
+    must be exactly the completion a run with max_new_tokens = b draws from the same seed."""
+    from model import factory
+    from model.evaluate import Protocol, cut, rollouts
+
+    tokenizer, model, _ = factory.load_pinned(str(tiny_base), "")
+    rows = [{"prompt": f"Compute {a} + {b}"} for a, b in ((12, 34), (250, 71), (9, 9))]
+
+    def texts(max_new_tokens: int, budget: int | None = None) -> list[str]:
+        protocol = Protocol(k=3, max_new_tokens=max_new_tokens, batch_size=4, seed=5)
+        out = []
+        for rollout, stop_ids in rollouts(model, tokenizer, rows, n=3, temperature=1.0, protocol=protocol):
+            out += decode_completions(tokenizer, cut(rollout, budget) if budget else rollout, stop_ids)
+        return out
+
+    full = texts(24)
+    assert texts(24, 7) == texts(7) != full

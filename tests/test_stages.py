@@ -40,7 +40,15 @@ def test_base_then_evaluate(tmp_path):
     for bench in results["base"].values():
         assert {"pass@1", "cons@k", "greedy", "mean_length", "reflection_rate"} <= set(bench)
         assert 0.0 <= bench["pass@1"] <= 1.0 and bench["k"] == 2
+        # test-time scaling: vote sizes 1..k, budgets a quarter to all of max_new_tokens (12)
+        assert sorted(bench["cons_at"]) == ["1", "2"] and bench["cons_at"]["2"] == bench["cons@k"]
+        assert sorted(map(int, bench["budget_pass@1"])) == [3, 6, 9, 12]
+        assert bench["budget_pass@1"]["12"] == bench["pass@1"]
     assert "| arithmetic_test |" in (project / "artifacts" / "evaluate" / "table.md").read_text()
+    problems = json.loads((project / "artifacts" / "evaluate" / "problems.json").read_text())
+    scores = problems["base"]["arithmetic_test"]
+    assert len(scores["id"]) == len(scores["pass@1"]) == results["base"]["arithmetic_test"]["n"]
+    assert sum(scores["pass@1"]) / len(scores["pass@1"]) == results["base"]["arithmetic_test"]["pass@1"]
 
 
 def test_named_base_model_is_referenced_not_trained(tmp_path, tiny_base):

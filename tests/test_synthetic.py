@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from data.synthetic import Noise, base_corpus, make_rows, solve_arithmetic, solve_countdown, split_of
 from data.tasks import load_task
 from model.rewards import get_reward
@@ -21,7 +23,29 @@ def test_splits_are_disjoint_by_problem():
         train = {r["prompt"] for r in make_rows(family, "train", 2000)}
         test = {r["prompt"] for r in make_rows(family, "test", 150)}
         hard = {r["prompt"] for r in make_rows(family, "hard", 150)}
+        validation = {r["prompt"] for r in make_rows(family, "validation", 150)}
+        assert len(validation) >= 100  # countdown with 3 numbers: 108 problems hash to validation
         assert not train & test and not train & hard and not test & hard
+        assert not validation & (train | test | hard)
+
+
+def test_validation_takes_a_twentieth_of_the_problems_and_leaves_test_as_it_was():
+    keys = [f"{a}+{b}" for a in range(10, 200) for b in range(10, 60)]
+    shares = {s: sum(split_of(k) == s for k in keys) / len(keys) for s in ("train", "validation", "test")}
+    assert abs(shares["validation"] - 0.05) < 0.01 and abs(shares["test"] - 0.10) < 0.01
+    import hashlib
+
+    old_test = [k for k in keys if int(hashlib.sha1(k.encode()).hexdigest()[:8], 16) % 1000 < 100]
+    assert [k for k in keys if split_of(k) == "test"] == old_test  # the published test problems
+
+
+def test_training_on_the_validation_split_is_refused():
+    from data.tasks import check_training_set
+
+    with pytest.raises(ValueError, match="reads the validation split, which evaluation and tuning score"):
+        check_training_set("arithmetic_validation", "train")
+    with pytest.raises(ValueError, match="validation split"):
+        check_training_set("synthetic", "validation")
 
 
 def test_hard_split_is_harder():

@@ -60,6 +60,12 @@ class BaseConfig(SFTArgs, ModelArgs):
     unformatted: float = knob(0.25, "Share of corpus answers written without <answer> tags.")
     vocab_size: int = knob(512, "BPE vocabulary size of the tiny tokenizer.")
     family: str = knob("llama", "Architecture of the tiny model: llama or qwen2.")
+    architecture: str = knob("dense", "dense, or moe: every MLP a Mixture of Experts as in DeepSeek-V3 (Mixtral for "
+                             "llama, Qwen2-MoE for qwen2), the router's load-balancing loss in training.")
+    num_experts: int = knob(4, "moe: experts per layer, each of intermediate_size.")
+    num_experts_per_tok: int = knob(2, "moe: experts each token is routed to (top-k).")
+    router_aux_loss_coef: float = knob(0.01, "moe: weight of the load-balancing loss (transformers' name; "
+                                       "Mixtral's 0.02, Qwen2-MoE's 0.001).")
     hidden_size: int = knob(128, "Width of the tiny model.")
     num_layers: int = knob(4, "Decoder layers of the tiny model.")
     num_heads: int = knob(4, "Attention heads.")
@@ -72,6 +78,8 @@ class BaseConfig(SFTArgs, ModelArgs):
         unknown_languages = set(self.languages) - set(LEXICONS)
         if unknown_languages:
             raise ValueError(f"languages: unknown {sorted(unknown_languages)}; choose from {sorted(LEXICONS)}")
+        if self.architecture not in factory.ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {factory.ARCHITECTURES}, got {self.architecture!r}")
         unknown = set(self.mix) - set(FAMILIES)
         if unknown:
             raise ValueError(f"mix: unknown task families {sorted(unknown)}; choose from {FAMILIES}")
@@ -115,8 +123,9 @@ def pretrain(cfg: BaseConfig, out: Path) -> dict:
         (r1_zero_prompt(r["prompt"]) + " " + r["completion"] for r in rows), vocab_size=cfg.vocab_size)
     model = factory.build_tiny_model(
         tokenizer, family=cfg.family, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
-        intermediate_size=cfg.intermediate_size, seed=cfg.seed)
+        num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads, intermediate_size=cfg.intermediate_size,
+        architecture=cfg.architecture, num_experts=cfg.num_experts, num_experts_per_tok=cfg.num_experts_per_tok,
+        router_aux_loss_coef=cfg.router_aux_loss_coef, seed=cfg.seed)
     trainer = SFTTrainer(model, tokenizer, cfg, out, steps=StepLog(out / "steps.jsonl"))
     metrics = trainer.train(rows)
     save_model(trainer.engine, tokenizer, out / "model")

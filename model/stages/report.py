@@ -1,20 +1,34 @@
 """Stage ``report``: one table of every model on every benchmark, the paper's findings checked
-with numbers, and the training curves of every RL stage side by side.
+with numbers and their uncertainty, test-time scaling, and the training curves of every RL stage.
 
 The table is laid out like Table 4 of the DeepSeek-R1 paper (models as rows; for each
 benchmark pass@1 and cons@k, in %) from the ``evaluate@MODEL`` results, followed by each
-model's behaviour (response length, reflection, mixing and format rates). The paper's
-findings are computed, each stated as holding or not with its numbers, never assumed:
+model's behaviour (response length, reflection, mixing and format rates). Every headline
+finding of the paper is listed, whether it holds or not (:func:`findings`):
 
-1. pure RL lifts the base: mean pass@1 of ``r1_zero`` above ``base`` (paper 2.2);
-2. the language-consistency reward cuts language mixing: the mixing rate of
-   ``reasoning_rl``'s rollouts below ``r1_zero``'s (last tenth of each stage's steps, at the
-   training temperature), and the same at evaluation (paper 2.3.2);
-3. distillation beats RL on small models: each student SFT'd on the r1 model's traces
-   against the same student trained by GRPO alone (paper 4.1).
+1. pure RL lifts the base: pass@1 of ``r1_zero`` against ``base`` (2.2);
+2. response length grows during R1-Zero's RL, and 3. reflection rises (2.2.1, Figure 3, the
+   "aha moment"): the last tenth of ``r1_zero``'s steps against its first tenth;
+4. R1-Zero mixes languages (2.2.1): its rollouts' mixing rate over the last tenth of steps;
+5. the language-consistency reward reduces mixing (2.3.2): ``reasoning_rl`` against its
+   ablation ``reasoning_rl_nolang`` (the same start and steps, no language reward), in the
+   rollouts and at evaluation;
+6. cold start gives readable output (2.3.1): readable-format rate of ``reasoning_rl``
+   against ``r1_zero``;
+7. R1 above R1-Zero (Table 4): pass@1 of ``r1`` against ``r1_zero``;
+8. distillation beats RL on small models (4.1): each student SFT'd on r1's traces against
+   the same student trained by GRPO alone;
+9. thinking longer raises accuracy (2.2.1, test-time scaling): a model's pass@1 at the full
+   thinking budget against half of it.
 
-Writes ``artifacts/report/report.md``, ``report.html`` and ``plots/*.png`` (reward,
-response length, reflection rate, mixing rate per RL stage), and logs them, with the
+Models are compared on the problems both were scored on, in the benchmarks both have
+(``headline`` for accuracy), pairing each problem's scores; a comparison with no shared
+benchmark is "not measured". The verdict comes from a 95% paired bootstrap interval of the
+difference (model/stats.py): holds, does not hold, or inconclusive.
+
+Writes ``artifacts/report/report.md``, ``report.html``, ``findings.json`` and ``plots/*.png``
+(reward, response length, reflection rate, mixing rate per RL stage; pass@1 against the
+thinking budget and cons@j against the vote size j per model), and logs them, with the
 findings as metrics, to the pipeline's parent MLflow run when there is one.
 
 One CPU rank:  r1flow stage report
@@ -22,20 +36,25 @@ One CPU rank:  r1flow stage report
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from infra.config import knob
-from infra.plots import plot_runs
+from infra.plots import plot_runs, plot_sweep
+from infra.io import write_json
 from infra.stage import stage_dir, stage_main
+from model import stats
 
 log = logging.getLogger(__name__)
 NAME = "report"
 CURVE_KEYS = ("reward", "response_length", "reflection_rate", "mixing_rate")
+ABLATION = "reasoning_rl_nolang"  # reasoning_rl without the language reward (stage reasoning_rl_nolang)
 
 
 @dataclass
@@ -50,9 +69,12 @@ class ReportConfig:
                           inherit="student.sizes")
     curves: dict = knob({"r1_zero": "artifacts/r1_zero/steps.json",
                          "reasoning_rl": "artifacts/reasoning_rl/steps.json",
+                         ABLATION: f"artifacts/{ABLATION}/steps.json",
                          "all_scenario_rl": "artifacts/all_scenario_rl/steps.json"},
                         "RL stage label -> its steps.json, drawn one line each; each student's rl_student "
                         "curve is added as STUDENT_rl.")
+    scaling_models: list = knob(["r1_zero", "r1"], "Models whose pass@1 at the full thinking budget is compared with "
+                                "half of it (the test-time scaling finding); the plots show every model.")
 
     def __post_init__(self):
         for name, path in self.models.items():
@@ -76,42 +98,149 @@ def load_results(folder: str | Path, models: list[str]) -> dict[str, dict]:
     return {m: found[m] for m in [*models, *sorted(set(found) - set(models))] if m in found}
 
 
-def _mean(results: dict, model: str, key: str, benches: list[str]) -> float | None:
-    values = [results[model][b][key] for b in benches if b in results.get(model, {})]
-    return sum(values) / len(values) if values else None
+def load_problems(folder: str | Path) -> dict[str, dict]:
+    """``{model: {benchmark: per-problem scores}}`` from every ``folder/*/problems.json``
+    (model/evaluate.py ``score_problems``); models evaluated before they existed are absent."""
+    found: dict[str, dict] = {}
+    for path in sorted(Path(folder).glob("*/problems.json")):
+        found.update(json.loads(path.read_text()))
+    return found
+
+
+def _values(scores: dict, metric: tuple[str, ...]) -> list[float] | None:
+    for part in metric:
+        scores = scores.get(part) if isinstance(scores, dict) else None
+    return scores if isinstance(scores, list) else None
+
+
+def _not_measured(why: str) -> dict:
+    return {"verdict": stats.NOT_MEASURED, "why": why}
+
+
+def compare_problems(problems: dict, left: tuple[str, tuple[str, ...]], right: tuple[str, tuple[str, ...]],
+                     benches: list[str] | None, higher: bool = True) -> dict:
+    """Paired comparison of ``(model, metric path)`` ``left`` and ``right`` (e.g. ``("r1",
+    ("pass@1",))`` or ``("r1", ("budget_pass@1", "96"))``) over the problems of the
+    benchmarks both have (of ``benches``; None = any), matched by problem id. Returns the
+    :class:`model.stats.Interval` fields, ``verdict`` and ``benchmarks``, or a "not measured"
+    verdict with ``why``."""
+    (lm, lmetric), (rm, rmetric) = left, right
+    for model in (lm, rm):
+        if model not in problems:
+            return _not_measured(f"{model} has no per-problem scores (artifacts/evaluate/{model}/problems.json)")
+    wanted = benches if benches is not None else sorted(set(problems[lm]) | set(problems[rm]))
+    shared = [b for b in wanted if b in problems[lm] and b in problems[rm]]
+    if not shared:
+        return _not_measured(f"no shared benchmark: {lm} has {sorted(problems[lm])}, {rm} has "
+                             f"{sorted(problems[rm])}" + (f", compared on {benches}" if benches else ""))
+    a: list[float] = []
+    b: list[float] = []
+    for bench in shared:
+        lv, rv = _values(problems[lm][bench], lmetric), _values(problems[rm][bench], rmetric)
+        if lv is None or rv is None:
+            return _not_measured(f"{bench}: {'/'.join(lmetric if lv is None else rmetric)} is not scored for "
+                                 f"{lm if lv is None else rm}")
+        right_by_id = dict(zip(problems[rm][bench]["id"], rv))
+        for pid, value in zip(problems[lm][bench]["id"], lv):
+            if pid in right_by_id:
+                a.append(value)
+                b.append(right_by_id[pid])
+    if not a:
+        return _not_measured(f"{lm} and {rm} share no problem id in {shared}")
+    interval = stats.paired_interval(a, b)
+    return {**dataclasses.asdict(interval), "verdict": stats.verdict(interval, higher), "benchmarks": shared}
+
+
+def window(rows: list[dict] | None, key: str, share: float = 0.1, last: bool = True) -> list[float]:
+    """Values of ``key`` in the last (or first) ``share`` of the steps that log it."""
+    values = [float(r[key]) for r in rows or [] if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    size = max(1, round(len(values) * share))
+    return values[-size:] if last else values[:size]
 
 
 def final_mean(rows: list[dict] | None, key: str, share: float = 0.1) -> float | None:
     """Mean of ``key`` over the last ``share`` of the steps that log it (None without any)."""
-    values = [r[key] for r in rows or [] if isinstance(r.get(key), (int, float))]
-    if not values:
+    tail = window(rows, key, share)
+    return sum(tail) / len(tail) if tail else None
+
+
+def compare_windows(left: tuple[str, list[dict] | None, bool], right: tuple[str, list[dict] | None, bool] | None,
+                    key: str, higher: bool = True) -> dict:
+    """Unpaired comparison of a curve's windows of steps: ``(label, step rows, last)`` picks
+    the last (or first) tenth of that run's ``key``; without ``right`` the window is compared
+    with 0 (a rate that should be above it)."""
+    label, rows, last = left
+    a = window(rows, key, last=last)
+    if not a:
+        return _not_measured(f"{label} logged no {key}")
+    if right is None:
+        interval = stats.paired_interval(a, [0.0] * len(a))
+    else:
+        rlabel, rrows, rlast = right
+        b = window(rrows, key, last=rlast)
+        if not b:
+            return _not_measured(f"{rlabel} logged no {key}")
+        interval = stats.unpaired_interval(a, b)
+    return {**dataclasses.asdict(interval), "verdict": stats.verdict(interval, higher)}
+
+
+def _budget_pair(problems: dict, model: str) -> tuple[str, str] | None:
+    """The largest thinking budget scored for ``model`` and the one nearest half of it."""
+    budgets = sorted({int(b) for scores in problems.get(model, {}).values()
+                      for b in scores.get("budget_pass@1", {})})
+    if len(budgets) < 2:
         return None
-    tail = values[-max(1, round(len(values) * share)):]
-    return sum(tail) / len(tail)
+    half = min(budgets[:-1], key=lambda b: abs(b - budgets[-1] / 2))
+    return str(budgets[-1]), str(half)
 
 
-def findings(results: dict, curves: dict[str, list[dict]], cfg: ReportConfig) -> list[dict]:
-    """The paper's comparisons, each ``{"claim", "left", "right", "values", "holds"}`` (``holds``
-    None when a side has no numbers). pass@1 is the mean over ``cfg.headline``; the mixing rate
-    is the RL stage's own over its last tenth of steps (rollouts at the training temperature,
-    where R1-Zero's mixing shows) and, as a second line, the evaluation's (temperature 0.6)."""
-    every = sorted({b for r in results.values() for b in r})
-    rows = [("pure RL lifts the base: mean pass@1", "r1_zero", "base",
-             _mean(results, "r1_zero", "pass@1", cfg.headline), _mean(results, "base", "pass@1", cfg.headline), True),
-            ("the language reward cuts mixing: mixing rate of RL rollouts, last 10% of steps",
-             "reasoning_rl", "r1_zero", final_mean(curves.get("reasoning_rl"), "mixing_rate"),
-             final_mean(curves.get("r1_zero"), "mixing_rate"), False),
-            ("the language reward cuts mixing: mixing rate at evaluation", "reasoning_rl", "r1_zero",
-             _mean(results, "reasoning_rl", "mixing_rate", every), _mean(results, "r1_zero", "mixing_rate", every),
-             False)]
-    rows += [(f"distillation beats RL on student {s}: mean pass@1", f"{s}_distill", f"{s}_rl",
-              _mean(results, f"{s}_distill", "pass@1", cfg.headline), _mean(results, f"{s}_rl", "pass@1", cfg.headline),
-              True) for s in cfg.students]
-    out = []
-    for claim, left, right, a, b, higher in rows:
-        holds = None if a is None or b is None else (a > b if higher else a < b)
-        out.append({"claim": claim, "left": left, "right": right, "values": [a, b], "holds": holds})
-    return out
+def findings(problems: dict, curves: dict[str, list[dict]], cfg: "ReportConfig") -> list[dict]:
+    """Every headline finding of the paper (module doc), in order, each ``{"key", "claim",
+    "left", "right", "unit", "verdict"}`` plus either the comparison (``left`` and ``right``
+    values, ``diff``, ``low``/``high`` of its 95% interval, ``n``) or ``why`` it is not
+    measured. ``unit`` is "%" for shares and "tokens" for lengths."""
+    head = cfg.headline
+    first, last = "first 10% of steps", "last 10% of steps"
+    out = [
+        ("rl_lifts_base", "pure RL lifts the base: pass@1", "r1_zero", "base", "%",
+         compare_problems(problems, ("r1_zero", ("pass@1",)), ("base", ("pass@1",)), head)),
+        ("length_grows", "response length grows during R1-Zero RL: rollouts' mean length", f"r1_zero {last}",
+         f"r1_zero {first}", "tokens", compare_windows(("r1_zero", curves.get("r1_zero"), True),
+                                                       ("r1_zero", curves.get("r1_zero"), False), "response_length")),
+        ("reflection_rises", "reflection rises during R1-Zero RL: rollouts with a re-check", f"r1_zero {last}",
+         f"r1_zero {first}", "%", compare_windows(("r1_zero", curves.get("r1_zero"), True),
+                                                  ("r1_zero", curves.get("r1_zero"), False), "reflection_rate")),
+        ("r1_zero_mixes", "R1-Zero mixes languages: rollouts whose reasoning mixes scripts", f"r1_zero {last}",
+         "none", "%", compare_windows(("r1_zero", curves.get("r1_zero"), True), None, "mixing_rate")),
+        ("language_reward_cuts_mixing", "the language reward reduces mixing: rollouts, same start and steps",
+         f"reasoning_rl {last}", f"{ABLATION} {last}", "%",
+         compare_windows(("reasoning_rl", curves.get("reasoning_rl"), True),
+                         (ABLATION, curves.get(ABLATION), True), "mixing_rate", higher=False)),
+        ("language_reward_cuts_mixing_eval", "the language reward reduces mixing: at evaluation", "reasoning_rl",
+         ABLATION, "%", compare_problems(problems, ("reasoning_rl", ("mixing_rate",)), (ABLATION, ("mixing_rate",)),
+                                         None, higher=False)),
+        ("cold_start_readable", "cold start gives readable output: readable-format rate", "reasoning_rl",
+         "r1_zero", "%", compare_problems(problems, ("reasoning_rl", ("readable_rate",)),
+                                          ("r1_zero", ("readable_rate",)), None)),
+        ("r1_beats_r1_zero", "R1 beats R1-Zero: pass@1", "r1", "r1_zero", "%",
+         compare_problems(problems, ("r1", ("pass@1",)), ("r1_zero", ("pass@1",)), head)),
+    ]
+    out += [(f"distill_beats_rl_{s}", f"distillation beats RL on student {s}: pass@1", f"{s}_distill", f"{s}_rl",
+             "%", compare_problems(problems, (f"{s}_distill", ("pass@1",)), (f"{s}_rl", ("pass@1",)), head))
+            for s in cfg.students]
+    for model in cfg.scaling_models:
+        pair = _budget_pair(problems, model)
+        if pair is None:
+            out.append((f"thinking_longer_{model}", f"thinking longer raises accuracy: {model} pass@1", model,
+                        model, "%", _not_measured(f"{model} has fewer than two thinking budgets scored")))
+            continue
+        full, half = pair
+        out.append((f"thinking_longer_{model}", f"thinking longer raises accuracy: {model} pass@1 by thinking budget",
+                    f"{full} tokens", f"{half} tokens", "%",
+                    compare_problems(problems, (model, ("budget_pass@1", full)), (model, ("budget_pass@1", half)),
+                                     head)))
+    return [{"key": key, "claim": claim, "left_label": left, "right_label": right, "unit": unit, **result}
+            for key, claim, left, right, unit, result in out]
 
 
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -152,13 +281,23 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
             + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
 
 
-def _finding_line(f: dict) -> str:
-    a, b = f["values"]
-    if f["holds"] is None:
-        return f"- {f['claim']}: not measured ({f['left'] if a is None else f['right']} has no results)"
-    scale = 100.0
-    verdict = "holds" if f["holds"] else "DOES NOT HOLD"
-    return f"- {f['claim']}: {f['left']} {scale * a:.1f}% vs {f['right']} {scale * b:.1f}% ({verdict})"
+def _number(value: float, unit: str) -> str:
+    return f"{value:.1f}" if unit == "tokens" else f"{100 * value:.1f}"
+
+
+def finding_cells(f: dict) -> list[str]:
+    """One row of the findings table: claim, the two sides with their values, the difference
+    with its 95% interval, n, and the verdict (or why it is not measured)."""
+    unit = f["unit"]
+    if f["verdict"] == stats.NOT_MEASURED:
+        return [f["claim"], f["left_label"], f["right_label"], "-", "-", f"not measured: {f['why']}"]
+    sign = "%" if unit == "%" else " tok"
+    diff = (f"{_number(f['diff'], unit)}{sign} [{_number(f['low'], unit)}, {_number(f['high'], unit)}]")
+    return [f["claim"], f"{f['left_label']} {_number(f['left'], unit)}{sign}",
+            f"{f['right_label']} {_number(f['right'], unit)}{sign}", diff, str(f["n"]), f["verdict"]]
+
+
+FINDINGS_HEADER = ["finding", "left", "right", "left - right [95% CI]", "n", "verdict"]
 
 
 def markdown(results: dict, found: list[dict], plots: list[str], missing: list[str]) -> str:
@@ -167,23 +306,31 @@ def markdown(results: dict, found: list[dict], plots: list[str], missing: list[s
     if missing:
         lines += ["", f"Not evaluated: {', '.join(missing)}."]
     lines += ["", "## Behaviour (mean over benchmarks)", "", *_md_table(*behaviour_rows(results))]
-    lines += ["", "## Findings of the paper, measured", ""] + [_finding_line(f) for f in found]
-    lines += ["", "## Training curves (RL stages)", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    lines += ["", "## Findings of the paper, measured", "", FINDINGS_NOTE, "",
+              *_md_table(FINDINGS_HEADER, [finding_cells(f) for f in found])]
+    lines += ["", "## Test-time scaling and training curves", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+FINDINGS_NOTE = ("Each finding compares two numbers: paired over the problems both models were scored on (n "
+                 "problems), or over two windows of a run's steps (n steps). The interval is a 95% bootstrap "
+                 "interval of the difference; a verdict holds when it excludes 0 on the claimed side, does not "
+                 "hold when it lies on the other side, and is inconclusive when it straddles 0.")
 
 
 def to_html(results: dict, found: list[dict], plots: list[str], missing: list[str]) -> str:
     esc = html.escape
     table = _html_table(*table_rows(results))
     behaviour = _html_table(*behaviour_rows(results))
-    items = "".join(f"<li>{esc(_finding_line(f)[2:])}</li>" for f in found)
+    verdicts = _html_table(FINDINGS_HEADER, [finding_cells(f) for f in found])
     images = "".join(f'<img src="{esc(p)}" alt="{esc(Path(p).stem)}">' for p in plots)
     note = f"<p>Not evaluated: {esc(', '.join(missing))}.</p>" if missing else ""
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:48%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>r1flow report</title><style>{style}</style>"
             f"</head><body><h1>r1flow report</h1><h2>Models x benchmarks (%, pass@1 and cons@k)</h2>{table}{note}"
-            f"<h2>Behaviour (mean over benchmarks)</h2>{behaviour}<h2>Findings of the paper, measured</h2><ul>{items}</ul><h2>Training curves</h2>{images}</body></html>\n")
+            f"<h2>Behaviour (mean over benchmarks)</h2>{behaviour}<h2>Findings of the paper, measured</h2>"
+            f"<p>{esc(FINDINGS_NOTE)}</p>{verdicts}<h2>Test-time scaling and training curves</h2>{images}</body></html>\n")
 
 
 def load_curves(curves: dict[str, str]) -> dict[str, list[dict]]:
@@ -196,25 +343,60 @@ def draw_curves(runs: dict[str, list[dict]], out: Path) -> list[str]:
     return [str(plot_runs(runs, key, out / "plots" / f"{key}.png").relative_to(out)) for key in CURVE_KEYS]
 
 
+def sweep_series(results: dict, key: str, benches: list[str]) -> dict[str, tuple[list[float], list[float]]]:
+    """``{model: (xs, ys)}`` of a test-time sweep of the evaluate results (``cons_at`` or
+    ``budget_pass@1``): each point the mean over the ``benches`` the model has that carry it."""
+    series = {}
+    for model, by_bench in results.items():
+        sweeps = [by_bench[b][key] for b in benches if isinstance(by_bench.get(b, {}).get(key), dict)]
+        xs = sorted({int(x) for sweep in sweeps for x in sweep}) if sweeps else []
+        xs = [x for x in xs if all(str(x) in sweep for sweep in sweeps)]
+        series[model] = ([float(x) for x in xs], [sum(s[str(x)] for s in sweeps) / len(sweeps) for x in xs])
+    return series
+
+
+def draw_scaling(results: dict, benches: list[str], out: Path) -> list[str]:
+    """pass@1 against the thinking budget and cons@j against the vote size j, one line per
+    model (means over ``benches``); returns the PNG paths relative to ``out``."""
+    budget = plot_sweep(sweep_series(results, "budget_pass@1", benches), out / "plots" / "budget.png",
+                        xlabel="thinking budget (max new tokens)", ylabel="pass@1",
+                        title="thinking longer: pass@1 by budget")
+    votes = plot_sweep(sweep_series(results, "cons_at", benches), out / "plots" / "cons_at.png",
+                       xlabel="samples voting (j)", ylabel="cons@j", title="sampling more: majority vote of j",
+                       log2_x=True)
+    return [str(budget.relative_to(out)), str(votes.relative_to(out))]
+
+
+def finding_metrics(found: list[dict]) -> dict:
+    """The findings as MLflow metrics: ``KEY/verdict`` (1 holds, 0 inconclusive, -1 does not
+    hold; absent when not measured), ``KEY/left``, ``KEY/right``, ``KEY/diff``, ``KEY/low``,
+    ``KEY/high``."""
+    codes = {stats.HOLDS: 1, stats.INCONCLUSIVE: 0, stats.FAILS: -1}
+    metrics = {}
+    for f in found:
+        if f["verdict"] in codes:
+            metrics[f["key"]] = {"verdict": codes[f["verdict"]],
+                                 **{k: f[k] for k in ("left", "right", "diff", "low", "high")}}
+    return metrics
+
+
 def run(cfg: ReportConfig) -> dict:
-    """Write the report; returns the findings as metrics (1/0 per finding, and its two values)."""
+    """Write the report; returns the findings as metrics (:func:`finding_metrics`)."""
     out = stage_dir(NAME)
     results = load_results(cfg.evaluations, list(cfg.models))
     if not results:
         raise ValueError(f"{cfg.evaluations}: no evaluate results (*/metrics.json) to report")
     missing = [m for m in cfg.models if m not in results]
     curves = load_curves(cfg.all_curves())
-    found = findings(results, curves, cfg)
-    plots = draw_curves(curves, out)
+    found = findings(load_problems(cfg.evaluations), curves, cfg)
+    plots = draw_scaling(results, cfg.headline, out) + draw_curves(curves, out)
     (out / "report.md").write_text(markdown(results, found, plots, missing))
     (out / "report.html").write_text(to_html(results, found, plots, missing))
-    metrics = {"models": len(results), "missing_models": len(missing)}
-    for i, f in enumerate(found):
-        tag = f"finding{i + 1}"
-        metrics[f"{tag}/holds"] = -1 if f["holds"] is None else int(f["holds"])
-        for side, value in zip(("left", "right"), f["values"]):
-            if value is not None:
-                metrics[f"{tag}/{f[side]}"] = value
+    write_json(out / "findings.json", found)
+    counts = {v: sum(f["verdict"] == v for f in found)
+              for v in (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE, stats.NOT_MEASURED)}
+    metrics = {"models": len(results), "missing_models": len(missing),
+               "findings": {v.replace(" ", "_"): n for v, n in counts.items()}, **finding_metrics(found)}
     _log_to_parent(out, metrics)
     return metrics
 
@@ -229,7 +411,7 @@ def _log_to_parent(out: Path, metrics: dict) -> None:
         return
     run = tracking.StageRun(tracking.client(), parent)
     run.log_metrics({f"report/{k}": v for k, v in metrics.items()})
-    for name in ("report.md", "report.html"):
+    for name in ("report.md", "report.html", "findings.json"):
         run.log_artifact(out / name, "report")
     run.log_artifact(out / "plots", "report/plots")
 
