@@ -16,7 +16,12 @@ are written by a deliberately fallible solver: a column with a carry coming in
 drops it with probability ``forget_carry``, any step is off by one with
 probability ``slip``; after a wrong step an explicit
 re-check ("wait , 4 + 8 + 1 = 13 ...") repairs it with probability ``fix``,
-otherwise the error flows into the final answer; a share ``unformatted`` of the
+otherwise the error flows into the final answer. With ``check`` > 0 the solver also
+re-checks any step with that probability, whatever its result, and a re-check always
+computes the step right: it confirms a right step ("wait , 4 + 8 + 1 = 13 yes .") and
+repairs a wrong one. Re-checks then stop being a sign that a slip happened, and a solution
+that re-checks more is right more often: thinking longer pays, so pure RL has a reason to
+lengthen its answers and re-check (the R1-Zero dynamics of paper 2.2.1); a share ``unformatted`` of the
 completions drops the ``<answer>`` tags. In a corpus of several languages, a share
 ``code_switch`` of the solutions switches at a random step to another of its languages for
 the rest of the reasoning, the script mixing DeepSeek-V3-Base shows and R1-Zero inherits. The forgotten carry is a coin flip the
@@ -56,6 +61,7 @@ class Noise:
     fix: float = 0.3  # after a wrong step: "wait , <the step redone>" repairs it
     unformatted: float = 0.25  # the answer is given without <answer> tags
     code_switch: float = 0.0  # several corpus languages: the reasoning switches language midway
+    check: float = 0.0  # any step: re-checked ("wait , <the step redone> yes") whatever its result
 
 
 # The words of the worked solutions, per language. An example is written in one language
@@ -124,7 +130,11 @@ def _arithmetic_steps(terms: list[int], rng: random.Random, noise: Noise, w: dic
         elif rng.random() < noise.slip:
             total = max(0, true + rng.choice((-1, 1)))
         steps.append(_column_step(x, y, shown_carry, total, w))
-        if total != true and rng.random() < noise.fix:
+        if noise.check and rng.random() < noise.check:  # drawn only when on: check 0 keeps the old corpus
+            redone = _column_step(x, y, carry, true, w)
+            steps.append(f"{w['wait']} , " + (redone[:-2] + f" {w['yes']} ." if total == true else redone))
+            total = true
+        elif total != true and rng.random() < noise.fix:
             steps.append(f"{w['wait']} , " + _column_step(x, y, carry, true, w))
             total = true
         written.append(total % 10)
@@ -195,7 +205,10 @@ def _try_line(numbers, ops, rng: random.Random, noise: Noise, w: dict[str, str])
         true = _apply(op, acc, x)
         shown = true + rng.choice((-1, 1)) if rng.random() < noise.slip else true
         parts.append(f"{acc} {op} {x} = {shown}")
-        if shown != true and rng.random() < noise.fix:
+        if noise.check and rng.random() < noise.check:  # drawn only when on: check 0 keeps the old corpus
+            parts.append(f"{w['wait']} , {acc} {op} {x} = {true}" + (f" {w['yes']}" if shown == true else ""))
+            shown = true
+        elif shown != true and rng.random() < noise.fix:
             parts.append(f"{w['wait']} , {acc} {op} {x} = {true}")
             shown = true
         acc = shown

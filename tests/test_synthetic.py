@@ -152,3 +152,19 @@ def test_code_switch_needs_a_second_language():
     assert "code_switched" not in english[0]
     two = base_corpus(300, mix=mix, noise=Noise(), languages={"en": 0.5, "ru": 0.5})
     assert "code_switched" not in two[0] and not any(_mixed(r) for r in two)
+
+
+def test_with_check_on_re_checking_solutions_are_right_more_often():
+    """Noise.check: a re-check of any step, always computed right. The corpus then shows that
+    re-checking pays, the reason pure RL has to lengthen answers (issue 13's world)."""
+    rows = base_corpus(3000, mix={"arithmetic": 1.0}, noise=Noise(check=0.3, unformatted=0.0))
+    correct = get_reward("accuracy")([r["completion"] for r in rows], answer=[r["answer"] for r in rows],
+                                     source=[r["source"] for r in rows])
+    checked = [c for r, c in zip(rows, correct) if "wait ," in r["completion"]]
+    unchecked = [c for r, c in zip(rows, correct) if "wait ," not in r["completion"]]
+    assert sum(checked) / len(checked) > sum(unchecked) / len(unchecked) + 0.1
+    assert any(" yes ." in r["completion"] for r in rows)  # right steps are confirmed too
+    every = base_corpus(300, mix={"arithmetic": 1.0}, noise=Noise(check=1.0, slip=0.3, unformatted=0.0))
+    assert get_reward("accuracy")([r["completion"] for r in every], answer=[r["answer"] for r in every]) == [1.0] * 300
+    assert base_corpus(200, mix={"arithmetic": 0.5, "countdown": 0.5}, noise=Noise(check=0.0)) == \
+        base_corpus(200, mix={"arithmetic": 0.5, "countdown": 0.5}, noise=Noise())
