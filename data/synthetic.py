@@ -21,7 +21,9 @@ re-checks any step with that probability, whatever its result, and a re-check al
 computes the step right: it confirms a right step ("wait , 4 + 8 + 1 = 13 yes .") and
 repairs a wrong one. Re-checks then stop being a sign that a slip happened, and a solution
 that re-checks more is right more often: thinking longer pays, so pure RL has a reason to
-lengthen its answers and re-check (the R1-Zero dynamics of paper 2.2.1); a share ``unformatted`` of the
+lengthen its answers and re-check (the R1-Zero dynamics of paper 2.2.1). With ``direct`` > 0 a
+share of the solutions gives the answer at once ("so 834"), with no steps: right in the corpus, but a tiny
+model computing it in one pass gets it wrong far more often than step by step; a share ``unformatted`` of the
 completions drops the ``<answer>`` tags. In a corpus of several languages, a share
 ``code_switch`` of the solutions switches at a random step to another of its languages for
 the rest of the reasoning, the script mixing DeepSeek-V3-Base shows and R1-Zero inherits. The forgotten carry is a coin flip the
@@ -62,6 +64,7 @@ class Noise:
     unformatted: float = 0.25  # the answer is given without <answer> tags
     code_switch: float = 0.0  # several corpus languages: the reasoning switches language midway
     check: float = 0.0  # any step: re-checked ("wait , <the step redone> yes") whatever its result
+    direct: float = 0.0  # a solution: the answer at once ("so 834"), no steps (a hasty solver)
 
 
 # The words of the worked solutions, per language. An example is written in one language
@@ -303,6 +306,9 @@ def worked_solution(problem: dict, family: str, rng: random.Random, noise: Noise
     has two or more steps); an untagged answer is then worded in ``switch_to`` too. The slips
     and the rng's draws are those of the unswitched solution.
     """
+    # A hasty answer has one step, nothing to switch language in: a switching solution is worked.
+    if switch_to is None and noise.direct and rng.random() < noise.direct:  # drawn only when on
+        return _direct_solution(problem, family, rng, noise, language)
     state = rng.getstate()
     steps, answer = _solution_steps(problem, family, rng, noise, language)
     if switch_to is not None:
@@ -314,6 +320,23 @@ def worked_solution(problem: dict, family: str, rng: random.Random, noise: Noise
         cut = 1 + int(switch_at * (len(steps) - 1))
         steps, language = steps[:cut] + switched[cut:], switch_to
     reasoning = " ".join(steps)
+    if rng.random() < noise.unformatted:
+        return f"<think> {reasoning} </think> {lexicon(language)['answer_is']} {answer}"
+    return r1_zero_completion(reasoning, answer)
+
+
+def _direct_solution(problem: dict, family: str, rng: random.Random, noise: Noise, language: str) -> str:
+    """The hasty solver's completion: "so <answer>", no steps. The corpus's answer is right; a
+    model that writes it must compute it in one pass, which a tiny model does far worse than
+    step by step: the base's short answers are its unreliable ones. The opening word, never
+    a digit, tells this mode from the worked one at the first token."""
+    answer = problem["answer"]
+    if family == "countdown":
+        chains = [(perm, ops) for perm in sorted(set(itertools.permutations(problem["numbers"])))
+                  for ops in itertools.product(OPS, repeat=len(problem["numbers"]) - 1)
+                  if (values := _chain_values(perm, ops)) and values[-1] == int(answer)]
+        answer = render_chain(*rng.choice(chains))
+    reasoning = f"{lexicon(language)['so']} {answer}"
     if rng.random() < noise.unformatted:
         return f"<think> {reasoning} </think> {lexicon(language)['answer_is']} {answer}"
     return r1_zero_completion(reasoning, answer)

@@ -168,3 +168,19 @@ def test_with_check_on_re_checking_solutions_are_right_more_often():
     assert get_reward("accuracy")([r["completion"] for r in every], answer=[r["answer"] for r in every]) == [1.0] * 300
     assert base_corpus(200, mix={"arithmetic": 0.5, "countdown": 0.5}, noise=Noise(check=0.0)) == \
         base_corpus(200, mix={"arithmetic": 0.5, "countdown": 0.5}, noise=Noise())
+
+
+def test_hasty_answers_open_with_a_word_and_are_right_in_the_corpus():
+    """Noise.direct: "so <answer>" with no steps; the mode shows at the first token (a word,
+    never a digit), and a code-switched solution is always a worked one."""
+    import re
+
+    rows = base_corpus(2000, mix={"arithmetic": 0.75, "countdown": 0.25}, noise=Noise(direct=0.5, code_switch=0.2),
+                       languages={"en": 0.8, "ru": 0.2})
+    hasty = [r for r in rows if r["completion"].split("<think>")[1].split()[0] in ("so", "итак")]
+    assert 0.3 < len(hasty) / len(rows) < 0.5  # 0.5 of the solutions that do not switch language
+    for r in hasty:
+        said = r["completion"].split("<think>")[1].split("</think>")[0].split(maxsplit=1)[1].strip()
+        assert re.fullmatch(r"[0-9 +-]+", said), r
+        assert eval(said) == int(r["answer"]), r  # digits, spaces, + and - only: an integer sum
+        assert not r["code_switched"]

@@ -58,6 +58,8 @@ class BaseConfig(SFTArgs, ModelArgs):
     forget_carry: float = knob(0.4, "Chance that the solver drops a carry coming into a column.")
     fix: float = knob(0.3, "Chance that a wrong step is followed by a 'wait , ...' re-check that repairs it.")
     unformatted: float = knob(0.25, "Share of corpus answers written without <answer> tags.")
+    direct: float = knob(0.0, "Share of corpus solutions that give the answer at once, no steps (a hasty solver): "
+                         "right in the corpus, unreliable for a tiny model computing it in one pass.")
     check: float = knob(0.0, "Chance that the solver re-checks any step, right or wrong ('wait , <step> yes'); a "
                         "re-check is always right, so re-checking pays (0: re-checks only follow slips).")
     vocab_size: int = knob(512, "BPE vocabulary size of the tiny tokenizer.")
@@ -85,7 +87,7 @@ class BaseConfig(SFTArgs, ModelArgs):
         unknown = set(self.mix) - set(FAMILIES)
         if unknown:
             raise ValueError(f"mix: unknown task families {sorted(unknown)}; choose from {FAMILIES}")
-        for key in ("slip", "forget_carry", "fix", "unformatted", "code_switch", "check"):
+        for key in ("slip", "forget_carry", "fix", "unformatted", "code_switch", "check", "direct"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be a probability in [0, 1], got {getattr(self, key)}")
 
@@ -118,7 +120,7 @@ def pretrain(cfg: BaseConfig, out: Path) -> dict:
         log.info("%s: using %s as the model (nothing trained)", out, cfg.model)
         return {"trained": 0, "model_revision": commit}
     noise = Noise(slip=cfg.slip, forget_carry=cfg.forget_carry, fix=cfg.fix, unformatted=cfg.unformatted,
-                  code_switch=cfg.code_switch, check=cfg.check)
+                  code_switch=cfg.code_switch, check=cfg.check, direct=cfg.direct)
     rows = base_corpus(cfg.corpus_size, mix=cfg.mix, noise=noise, seed=cfg.seed, languages=cfg.languages)
     write_checked_jsonl(rows, out / "corpus.jsonl", "corpus", report_dir=out / "quality")
     tokenizer = factory.train_tokenizer(
