@@ -125,7 +125,10 @@ def plot_sweep(series: dict[str, tuple[list[float], list[float]]], path: str | P
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, label=label)
     if drawn:
         if log2_x:
+            from matplotlib.ticker import ScalarFormatter
+
             ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(ScalarFormatter())  # 1, 2, 4, ... rather than 2^0, 2^1, ...
         ax.legend(fontsize=8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

@@ -211,7 +211,7 @@ def findings(problems: dict, curves: dict[str, list[dict]], cfg: "ReportConfig")
          f"r1_zero {first}", "%", compare_windows(("r1_zero", curves.get("r1_zero"), True),
                                                   ("r1_zero", curves.get("r1_zero"), False), "reflection_rate")),
         ("r1_zero_mixes", "R1-Zero mixes languages: rollouts whose reasoning mixes scripts", f"r1_zero {last}",
-         "none", "%", compare_windows(("r1_zero", curves.get("r1_zero"), True), None, "mixing_rate")),
+         "no mixing", "%", compare_windows(("r1_zero", curves.get("r1_zero"), True), None, "mixing_rate")),
         ("language_reward_cuts_mixing", "the language reward reduces mixing: rollouts, same start and steps",
          f"reasoning_rl {last}", f"{ABLATION} {last}", "%",
          compare_windows(("reasoning_rl", curves.get("reasoning_rl"), True),
@@ -315,7 +315,8 @@ def markdown(results: dict, found: list[dict], plots: list[str], missing: list[s
 FINDINGS_NOTE = ("Each finding compares two numbers: paired over the problems both models were scored on (n "
                  "problems), or over two windows of a run's steps (n steps). The interval is a 95% bootstrap "
                  "interval of the difference; a verdict holds when it excludes 0 on the claimed side, does not "
-                 "hold when it lies on the other side, and is inconclusive when it straddles 0.")
+                 "hold when it lies on the other side, and is inconclusive when it straddles 0. A window of a few "
+                 "steps gives too narrow an interval (each step is already a mean over its rollouts): read n.")
 
 
 def to_html(results: dict, found: list[dict], plots: list[str], missing: list[str]) -> str:
