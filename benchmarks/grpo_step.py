@@ -60,6 +60,7 @@ def _digit_prompts(n: int, seed: int = 0) -> list[str]:
 def r1flow(steps: int, prompts: list[str], micro_batch: int) -> dict:
     from model.engine import make_engine
     from model.grpo import GRPOArgs, GRPOTrainer
+    from model.moe import RouterLoss
 
     tok = _tokenizer()
     model = build_model("124m", dtype=torch.bfloat16)
@@ -74,6 +75,7 @@ def r1flow(steps: int, prompts: list[str], micro_batch: int) -> dict:
     trainer.prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     trainer.engine = make_engine(model, lr=args.lr, micro_batch=micro_batch, grad_accum=256 // micro_batch,
                                  max_grad_norm=args.max_grad_norm)
+    trainer.router = RouterLoss(trainer.engine)  # what run_loop installs (a no-op on this dense model)
     metrics = []
     for step in range(1, steps + 1):
         torch.cuda.synchronize()

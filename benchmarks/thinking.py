@@ -73,6 +73,7 @@ def run_one(setting: dict, out: Path) -> dict:
     from model.grpo import GRPOTrainer
     from model.sft import SFTArgs, SFTTrainer
     from model.stages.r1_zero import R1ZeroConfig
+    from model.stages import report
     from model.trainer import save_model
 
     root = Path(__file__).resolve().parents[1]
@@ -116,11 +117,10 @@ def run_one(setting: dict, out: Path) -> dict:
     t_rl = time.time() - t0
     after = _validation_scores(policy, tok, 100, seed)
     history = grpo.steps.read()
-    tenth = max(1, len(history) // 10)
 
     def window(key: str, last: bool) -> float:
-        part = history[-tenth:] if last else history[:tenth]
-        return sum(r[key] for r in part) / len(part)
+        part = report.window(history, key, last=last)
+        return sum(part) / len(part)
 
     result = {
         "setting": setting, "base_s": round(t_base, 1), "rl_s": round(t_rl, 1),

@@ -17,6 +17,7 @@ import re
 import types
 import typing
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import yaml
@@ -85,28 +86,32 @@ def knob(default: Any, help: str, *, inherit: str | None = None, **kwargs: Any) 
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
-def variant_of(cls: type, section: str, name: str, module: str, **own: Any) -> type:
-    """A config class like ``cls`` for a variant stage (an ablation) that runs with
-    ``section``'s values: each knob its own section leaves out takes ``section.key`` of
-    params.yaml (a knob that already inherits from elsewhere keeps that), and the knobs in
-    ``own`` (fields made with :func:`knob`) replace those of ``cls``: the one thing the
-    variant changes. Returns a dataclass named ``name`` of ``module`` (the stage module's
-    ``__name__``), a subclass of ``cls``."""
-    replaced = []
-    for f in dataclasses.fields(cls):
-        if f.name in own:
-            replaced.append((f.name, f.type, own[f.name]))
-            continue
-        metadata = {**f.metadata, "inherit": f.metadata.get("inherit") or f"{section}.{f.name}"}
-        default = ({"default_factory": f.default_factory} if f.default is dataclasses.MISSING
-                   else {"default": f.default})
-        replaced.append((f.name, f.type, dataclasses.field(metadata=metadata, **default)))
-    unknown = set(own) - {f.name for f in dataclasses.fields(cls)}
+def variant_of(cls: type, section: str, name: str, module: str, **derive: Callable[[Any], Any]) -> type:
+    """A config class like ``cls`` for a variant stage (an ablation) that runs with what
+    ``section`` runs with: every knob starts from ``section``'s resolved value (its params.yaml
+    section, else what it inherits, else ``cls``'s default; :func:`stage_values`), and each knob
+    in ``derive`` is ``derive[knob](that value)``: the one thing the variant changes (e.g. the
+    rewards without one of them). The variant's own section and ``--set`` still win over both.
+    Returns a dataclass named ``name`` of ``module`` (the stage module's ``__name__``), a
+    subclass of ``cls``; raises TypeError for a ``derive`` key that is not a knob of ``cls``."""
+    unknown = set(derive) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise TypeError(f"{name}: {cls.__name__} has no knobs {sorted(unknown)}")
-    variant = dataclasses.make_dataclass(name, replaced, bases=(cls,))
+    variant = dataclasses.make_dataclass(name, [], bases=(cls,))
     variant.__module__ = module
+    variant.variant_source = (section, cls, dict(derive))
     return variant
+
+
+def _variant_values(cls: type, params_path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The starting values of a :func:`variant_of` class: its source section's, derived."""
+    section, parent, derive = cls.__dict__["variant_source"]
+    values, sources = stage_values(parent, section, params_path)
+    defaults = {f.name: _default(f) for f in dataclasses.fields(parent)}
+    for key, fn in derive.items():
+        values[key] = fn(values.get(key, defaults[key]))
+        sources[key] = f"{sources.get(key, f'default of [{section}]')}, derived"
+    return values, sources
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -232,10 +237,14 @@ def stage_values(cls: type, stage: str, params_path: str | Path = "params.yaml",
     inherit = {f.name: f.metadata.get("inherit") for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for layer, source in ((inherited(cls, params), None), (section, f"{params_path} [{stage}]"),
-                          (parse_overrides(overrides or []), "--set")):
+    if "variant_source" in cls.__dict__:
+        values, sources = _variant_values(cls, params_path)
+    else:
+        for key, value in inherited(cls, params).items():
+            values[key], sources[key] = value, f"{params_path} {inherit[key]}"
+    for layer, source in ((section, f"{params_path} [{stage}]"), (parse_overrides(overrides or []), "--set")):
         for key, value in layer.items():
-            values[key], sources[key] = value, source or f"{params_path} {inherit[key]}"
+            values[key], sources[key] = value, source
     return values, sources
 
 

@@ -78,7 +78,6 @@ from data.formatting import prompt_style, render_prompts
 from data.language import scripts_in
 from model import checkpoint
 from model.engine import make_engine
-from model.moe import RouterLoss
 from model.rewards import get_reward
 from model.rewards.code import code_outcome_counts, code_outcome_shares
 from model.rollout import completion_logprobs, concat_rollouts, decode_completions, generate, left_pad, stop_token_ids
@@ -337,7 +336,6 @@ class GRPOTrainer(Trainer):
             grad_accum=grad_accum_steps(a.prompts_per_step * a.num_generations, a.micro_batch),
             max_grad_norm=a.max_grad_norm, warmup_steps=a.warmup_steps,
         )
-        self.router = RouterLoss(self.engine)  # MoE policies: load balancing in the loss (model/moe.py)
         if self.ref is not None:
             self.ref = reference_engine(self.ref, self.engine, a.micro_batch)
         return self.run_loop(a.steps, ckpt_dir=self.out_dir / "checkpoints", fingerprint=checkpoint.fingerprint(a),

@@ -266,7 +266,7 @@ class RewardTrainer(Trainer):
         sums: dict[str, float] = {"loss": 0.0, "micro_batches": 0, "examples": 0, "tokens": 0}
         for micro in self._batches(self.examples, step):
             loss, batch_stats, n = self.loss(micro)
-            self.engine.backward(loss)
+            self.engine.backward(self.router.add_to(loss))  # an MoE body's balancing loss (model/moe.py)
             self.engine.step()
             for key, value in {"loss": loss.item(), "micro_batches": 1, "examples": len(micro), "tokens": n,
                                **batch_stats}.items():
@@ -277,5 +277,6 @@ class RewardTrainer(Trainer):
                    **{k: total[k] / total["examples"] for k in stat_keys},
                    "lr": self.engine.get_lr()[0],
                    "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
-                   "tokens_per_s": total["tokens"] / max_over_ranks(time.perf_counter() - t0)}
+                   "tokens_per_s": total["tokens"] / max_over_ranks(time.perf_counter() - t0),
+                   **self.router.step_metrics()}
         return {f"{self.name}_{k}": v for k, v in metrics.items()}

@@ -345,7 +345,20 @@ class Trainer:
                  save_last: bool = False, extra_names: tuple[str, ...] = ()) -> dict[str, float]:
         """Resume, then run steps up to ``total``; returns the last step's metrics (empty when
         nothing was left to run). ``save_last`` also checkpoints the final step (a stage that
-        trains several models then skips a finished one on resume)."""
+        trains several models then skips a finished one on resume). An MoE model's router loss
+        is collected in ``self.router`` (model/moe.py :class:`RouterLoss`; every ``train_step``
+        adds it to its loss and logs its step metrics) while the loop runs."""
+        from model.moe import RouterLoss
+
+        self.router = RouterLoss(self.engine)
+        try:
+            return self._steps(total, ckpt_dir=ckpt_dir, fingerprint=fingerprint, checkpoint_every=checkpoint_every,
+                               save_last=save_last, extra_names=extra_names)
+        finally:
+            self.router.remove()
+
+    def _steps(self, total: int, *, ckpt_dir: Path, fingerprint: str, checkpoint_every: int, save_last: bool,
+               extra_names: tuple[str, ...]) -> dict[str, float]:
         from infra.progress import progress
         from model import checkpoint
 

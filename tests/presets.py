@@ -42,7 +42,8 @@ SMALL = {
     "traces": _SAMPLE,
     "distill": _SFT,
     "rl_student": {**_GRPO, "steps": 2, "checkpoint_every": 0},
-    "evaluate": {"benchmarks": ["arithmetic_test", "countdown_hard"], "benchmark_seed": 0, "limit": 6, "k": 2,
+    # 30 problems a benchmark: the fewest the report pairs models on (model/stats.py MIN_PAIRS).
+    "evaluate": {"benchmarks": ["arithmetic_test", "countdown_hard"], "benchmark_seed": 0, "limit": 30, "k": 2,
                  "max_new_tokens": 12},
     "report": {"models": {"base": "artifacts/base/model", "r1_zero": "artifacts/r1_zero/model",
                           "reasoning_rl": "artifacts/reasoning_rl/model",

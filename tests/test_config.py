@@ -209,3 +209,29 @@ def test_training_stages_are_decontaminated_against_evaluates_problems(tmp_path,
     assert cold_start.eval_prompts() == scored  # the same limit: the very problems evaluate scores
     leaked = [{"id": "leak", "prompt": scored[0]}, {"id": "clean", "prompt": "Compute 1 + 1 + 1 + 1 + 1 + 1 + 1"}]
     assert [r["id"] for r in r1_zero.decontaminated(leaked, "r1_zero")[0]] == ["clean"]
+
+
+def test_the_language_ablation_runs_with_what_reasoning_rl_resolves_minus_the_language_reward(tmp_path):
+    """reasoning_rl_nolang takes reasoning_rl's values wherever they come from (its section, an
+    inherited key, a default), its rewards without language_consistency, and its own section
+    and --set on top."""
+    from model.stages.reasoning_rl import ReasoningRLConfig
+    from model.stages.reasoning_rl_nolang import ReasoningRLNoLangConfig
+
+    params = tmp_path / "params.yaml"
+    params.write_text("evaluate: {benchmarks: [arithmetic_test]}\n"
+                      "reasoning_rl: {steps: 7, rewards: {accuracy: 2.0, language_consistency: 1.0, format: 0.3},"
+                      " eval_sets: [countdown_test]}\n"
+                      "reasoning_rl_nolang: {lr: 0.002}\n")
+    full = load_stage_config(ReasoningRLConfig, "reasoning_rl", params)
+    ablation = load_stage_config(ReasoningRLNoLangConfig, "reasoning_rl_nolang", params, ["seed=3"])
+    assert (ablation.steps, ablation.eval_sets) == (7, ["countdown_test"])  # reasoning_rl's, not evaluate's
+    assert ablation.rewards == {"accuracy": 2.0, "format": 0.3}
+    assert (ablation.lr, ablation.seed, full.lr, full.seed) == (0.002, 3, full.lr, full.seed)
+    assert full.lr != 0.002
+    params.write_text("reasoning_rl: {}\n")  # reasoning_rl's defaults, less the language reward
+    ablation = load_stage_config(ReasoningRLNoLangConfig, "reasoning_rl_nolang", params)
+    default = ReasoningRLConfig()
+    assert "language_consistency" in default.rewards
+    assert ablation.rewards == {k: v for k, v in default.rewards.items() if k != "language_consistency"}
+    assert ablation.steps == default.steps

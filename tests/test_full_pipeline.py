@@ -86,10 +86,17 @@ def test_report_has_every_model_and_states_the_findings(finished):
     found = json.loads((project / "artifacts" / "report" / "findings.json").read_text())
     students = len(SMALL["student"]["sizes"])
     assert len(found) == 8 + students + 2  # every finding listed, whether or not it holds
-    # every model and stage ran, so each finding is measured and judged
-    assert all(f["verdict"] in ("holds", "does not hold", "inconclusive") for f in found), found
+    judged = {f["key"] for f in found if f["verdict"] in ("holds", "does not hold", "inconclusive")}
+    # Every model ran on the preset's 30 problems a benchmark: each comparison of models is judged.
+    models = {"rl_lifts_base", "cold_start_readable", "r1_beats_r1_zero", "thinking_longer_r1_zero",
+              "thinking_longer_r1", *(f"distill_beats_rl_{s}" for s in SMALL["student"]["sizes"])}
+    assert models <= judged, found
     for f in found:
-        assert f["claim"] in report and f"| {f['n']} | {f['verdict']} |" in report
+        if f["key"] in judged:
+            assert f["claim"] in report and f"| {f['n']} | {f['verdict']} |" in report
+        else:  # the preset's 2 to 8 steps are too few to judge a curve, and its models do not mix
+            assert "steps" in f["why"] or "no mixing" in f["why"], f
+            assert f"not measured: {f['why']}" in report
     assert "| r1_zero |" in stdout  # `r1flow run` prints the table
     metrics = json.loads((project / "artifacts" / "report" / "metrics.json").read_text())
     assert metrics["missing_models"] == 0

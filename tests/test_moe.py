@@ -5,6 +5,7 @@ on CPU as a user runs it."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -36,9 +37,11 @@ def test_the_balancing_loss_is_added_and_trains_the_router(family, model_type):
     mask = torch.ones_like(ids)
     mask[0, :3] = 0  # left padding: not routed tokens
     out = model(input_ids=ids, attention_mask=mask)
+    # The causal LM's own balancing loss on the same router logits (what it adds given labels).
+    expected = sys.modules[type(model).__module__].load_balancing_loss_func(out.router_logits, 4, 2, mask)
     base_loss = out.logits.float().pow(2).mean()
     loss = router.add_to(base_loss)
-    assert loss.item() == pytest.approx(base_loss.item() + 0.5 * out.aux_loss.item(), rel=1e-6)
+    assert loss.item() == pytest.approx(base_loss.item() + 0.5 * expected.item(), rel=1e-6)
     loss.backward()
     gates = [p for n, p in model.named_parameters() if n.endswith("gate.weight") and p.shape[0] == 4]
     assert gates and all(g.grad is not None and g.grad.abs().sum() > 0 for g in gates)
@@ -50,6 +53,31 @@ def test_the_balancing_loss_is_added_and_trains_the_router(family, model_type):
     with torch.no_grad():  # rollouts and reference passes are not trained on
         model(input_ids=ids, attention_mask=mask)
     assert router.add_to(base_loss) is base_loss
+    router.remove()  # training over: the model forwards as it did before the hooks
+    model(input_ids=ids, attention_mask=mask)
+    assert router.add_to(base_loss) is base_loss and router.step_metrics() == {}
+
+
+def test_the_reward_models_head_gets_the_balancing_loss_too(tmp_path):
+    """A sequence-classification head drops the router logits; the hook on the decoder body
+    still sees them."""
+    from model.moe import RouterLoss
+    from model.reward_model import from_base
+
+    tokenizer, model = _tiny_moe("llama")
+    model.save_pretrained(tmp_path / "moe")
+    tokenizer.save_pretrained(tmp_path / "moe")
+    reward_model = from_base(tmp_path / "moe", tokenizer)
+    router = RouterLoss(reward_model)
+    reward_model.train()
+    ids = torch.randint(3, 100, (2, 6))
+    score = reward_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.sum()
+    loss = router.add_to(score)
+    assert loss.item() > score.item()  # a positive balancing loss, weighted 0.5
+    loss.backward()
+    gates = [p for n, p in reward_model.named_parameters() if n.endswith("gate.weight") and p.shape[0] == 4]
+    assert gates and all(g.grad is not None and g.grad.abs().sum() > 0 for g in gates)
+    assert router.step_metrics()["aux_loss"] > 0
 
 
 def test_a_dense_model_is_left_alone(tiny_base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from pathlib import Path
 
 import pytest
@@ -82,16 +83,81 @@ def test_models_scored_on_different_benchmarks_are_not_compared():
                 "r1_zero": {"arithmetic_test": _problems(_scores(0.50))}}
     lift = _by_key(findings(problems, {}, ReportConfig()))["rl_lifts_base"]
     assert lift["verdict"] == stats.NOT_MEASURED
-    assert "no shared benchmark" in lift["why"] and "countdown_test" in lift["why"]
+    assert "countdown_test (only base has it)" in lift["why"] and "arithmetic_test (only r1_zero" in lift["why"]
+    lift = _by_key(findings(problems, {}, ReportConfig(headline=["gsm8k_test"])))["rl_lifts_base"]
+    assert "no shared benchmark" in lift["why"] and "compared on ['gsm8k_test']" in lift["why"]
 
 
-def test_only_the_shared_benchmarks_and_problems_are_compared():
-    """base also has a benchmark r1_zero lacks, where it scores 0.9: left out of the comparison."""
+def test_a_headline_benchmark_only_one_side_has_is_not_measured():
+    """base's headline mean would cover countdown, where it scores 0.9, and r1_zero's would not."""
     problems = {"base": {"arithmetic_test": _problems(_scores(0.30)), "countdown_test": _problems(_scores(0.90))},
-                "r1_zero": {"arithmetic_test": _problems(_scores(0.60)[:100])}}
+                "r1_zero": {"arithmetic_test": _problems(_scores(0.60))}}
+    lift = _by_key(findings(problems, {}, ReportConfig()))["rl_lifts_base"]
+    assert lift["verdict"] == stats.NOT_MEASURED
+    assert "countdown_test (only base has it)" in lift["why"]
+
+
+def test_only_the_shared_problems_are_compared():
+    """r1_zero was scored on 100 of base's 150 problems; base's other benchmark is not a headline."""
+    problems = {"base": {"arithmetic_test": _problems(_scores(0.30)), "gsm8k_test": _problems(_scores(0.90))},
+                "r1_zero": {"arithmetic_test": _sliced(_problems(_scores(0.60)), 100)}}
     lift = _by_key(findings(problems, {}, ReportConfig()))["rl_lifts_base"]
     assert lift["benchmarks"] == ["arithmetic_test"] and lift["n"] == 100
     assert lift["verdict"] == stats.HOLDS
+
+
+def _sliced(scores: dict, n: int) -> dict:
+    return {k: (v[:n] if isinstance(v, list) else {j: w[:n] for j, w in v.items()}) for k, v in scores.items()}
+
+
+def _pair(left: dict, right: dict) -> dict:
+    problems = {"base": {"arithmetic_test": right}, "r1_zero": {"arithmetic_test": left}}
+    return _by_key(findings(problems, {}, ReportConfig(headline=["arithmetic_test"])))["rl_lifts_base"]
+
+
+def test_scores_that_cannot_be_paired_honestly_are_not_measured():
+    a, b = _problems(_scores(0.70, seed=1)), _problems(_scores(0.30, seed=2))
+    assert _pair(a, b)["verdict"] == stats.HOLDS
+    sampled = [{**a, "protocol": {"k": 16, "temperature": 0.6}}, {**b, "protocol": {"k": 4, "temperature": 0.6}}]
+    assert "sampled differently (k 16 vs 4)" in _pair(*sampled)["why"]
+    other = {**b, "key": ["h0"] * 150}  # same ids, another version of the benchmark
+    assert "p1 is a different problem" in _pair({**a, "key": [f"h{i}" for i in range(150)]}, other)["why"]
+    few = _pair(_sliced(a, 29), _sliced(b, 29))
+    assert few["verdict"] == stats.NOT_MEASURED and "share 29 problems" in few["why"]
+    broken = _pair({**a, "pass@1": [float("nan")] + a["pass@1"][1:]}, b)
+    assert broken["verdict"] == stats.NOT_MEASURED and "non-finite" in broken["why"]
+
+
+def test_no_mixing_to_reduce_is_not_measured():
+    steps = [{"step": i, "mixing_rate": 0.0} for i in range(40)]
+    problems = {m: {"arithmetic_test": _problems(_scores(0.5))} for m in ("reasoning_rl", "reasoning_rl_nolang")}
+    found = _by_key(findings(problems, {"reasoning_rl": steps, "reasoning_rl_nolang": steps}, ReportConfig()))
+    for key in ("language_reward_cuts_mixing", "language_reward_cuts_mixing_eval"):
+        assert found[key]["verdict"] == stats.NOT_MEASURED and "no mixing" in found[key]["why"]
+
+
+def test_short_curves_and_overlapping_windows_are_not_measured():
+    rows = [{"step": i, "response_length": 30.0 + i, "mixing_rate": 0.1} for i in range(8)]
+    found = _by_key(findings({}, {"r1_zero": rows}, ReportConfig()))
+    assert "first and last windows of 5 would overlap" in found["length_grows"]["why"]
+    found = _by_key(findings({}, {"r1_zero": rows[:3]}, ReportConfig()))
+    assert "logged mixing_rate at 3 steps; a window needs 5" in found["r1_zero_mixes"]["why"]
+    broken = [{**r, "response_length": float("inf")} if r["step"] == 2 else r for r in rows * 2]
+    assert "non-finite" in _by_key(findings({}, {"r1_zero": broken}, ReportConfig()))["length_grows"]["why"]
+
+
+def test_problem_files_with_repeated_ids_are_refused_and_other_models_ignored(tmp_path):
+    from model.stages.report import load_problems
+
+    _write_eval(tmp_path, "base", {"arithmetic_test": _problems(_scores(0.3))})
+    _write_eval(tmp_path, "stale", {"arithmetic_test": _problems(_scores(0.3))})
+    evaluations = tmp_path / "artifacts" / "evaluate"
+    assert set(load_problems(evaluations, ["base", "r1_zero"])) == {"base"}
+    repeated = _problems(_scores(0.3))
+    repeated["id"][7] = "p3"
+    _write_eval(tmp_path, "r1_zero", {"arithmetic_test": repeated})
+    with pytest.raises(ValueError, match=r"r1_zero/problems.json: r1_zero arithmetic_test repeats problem id 'p3'"):
+        load_problems(evaluations, ["base", "r1_zero"])
 
 
 def test_curve_findings_compare_the_last_tenth_of_steps_with_the_first():
@@ -101,6 +167,10 @@ def test_curve_findings_compare_the_last_tenth_of_steps_with_the_first():
     grows = found["length_grows"]
     assert grows["verdict"] == stats.HOLDS and grows["n"] == 10
     assert grows["diff"] == pytest.approx(90.0, abs=1.0)
+    # Welch's t interval: 9 degrees of freedom or more, wider than 1.96 standard errors.
+    first, last = [r["response_length"] for r in rows[:10]], [r["response_length"] for r in rows[-10:]]
+    se = (statistics.variance(first) / 10 + statistics.variance(last) / 10) ** 0.5
+    assert 1.96 * se < grows["high"] - grows["diff"] < 2.3 * se
     assert found["reflection_rises"]["verdict"] == stats.FAILS
     assert found["r1_zero_mixes"]["verdict"] == stats.FAILS  # never mixed: no mixing is not "mixes"
     assert found["language_reward_cuts_mixing"]["verdict"] == stats.NOT_MEASURED  # no ablation run
@@ -114,6 +184,12 @@ def test_stats_verdicts_on_known_intervals():
     assert stats.verdict(lower, higher=False) == stats.HOLDS and stats.verdict(lower) == stats.FAILS
     with pytest.raises(ValueError, match="one length"):
         stats.paired_interval([1.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.paired_interval([1.0, float("nan")], [1.0, 0.0])
+    one = stats.welch_interval([1.0, 2.0, 3.0, 4.0, 5.0], None)  # one-sample t: 3 +- 2.776 * 0.707
+    assert (one.low, one.high, one.n) == (pytest.approx(1.0368, abs=1e-4), pytest.approx(4.9632, abs=1e-4), 5)
+    flat = stats.welch_interval([0.0] * 5, [0.0] * 6)
+    assert (flat.low, flat.high) == (0.0, 0.0) and stats.verdict(flat, higher=False) == stats.FAILS
 
 
 def test_report_lists_every_finding_with_its_interval(tmp_path):
@@ -131,8 +207,8 @@ def test_report_lists_every_finding_with_its_interval(tmp_path):
     for stage, mixing in (("r1_zero", 0.08), ("reasoning_rl", 0.01), ("reasoning_rl_nolang", 0.09)):
         steps = project / "artifacts" / stage / "steps.json"
         steps.parent.mkdir(parents=True)
-        rows = [{"step": i, "reward": i / 20, "response_length": 30.0 + i, "reflection_rate": 0.02,
-                 "mixing_rate": 0.5 if i < 19 else mixing} for i in range(1, 21)]
+        rows = [{"step": i, "reward": i / 20, "response_length": 30.0 + i, "reflection_rate": 0.06 - 0.002 * i,
+                 "mixing_rate": 0.5 if i < 10 else mixing + 0.002 * (i % 2)} for i in range(1, 21)]
         steps.write_text(json.dumps(rows))
 
     proc = run_cli(["stage", "report"], project)
@@ -148,7 +224,7 @@ def test_report_lists_every_finding_with_its_interval(tmp_path):
     assert rows["reflection rises during R1-Zero RL: rollouts with a re-check"].endswith("| does not hold |")
     assert rows["the language reward reduces mixing: rollouts, same start and steps"].endswith("| holds |")
     assert rows["the language reward reduces mixing: at evaluation"].endswith("| does not hold |")
-    assert rows["cold start gives readable output: readable-format rate"].endswith("| holds |")
+    assert rows["cold start gives readable output: readable rate"].endswith("| holds |")
     assert "not measured: r1 has no per-problem scores" in rows["R1 beats R1-Zero: pass@1"]
     assert rows["distillation beats RL on student s64: pass@1"].endswith("| holds |")
     assert "not measured" in rows["thinking longer raises accuracy: r1 pass@1"]

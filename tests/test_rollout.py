@@ -408,3 +408,41 @@ def test_a_budget_cut_is_what_a_shorter_run_samples(tiny_base):
 
     full = texts(24)
     assert texts(24, 7) == texts(7) != full
+
+
+def test_budget_forcing_closes_the_thinking_of_samples_still_thinking_at_the_budget(tiny_base):
+    """model/evaluate.py ``force_answers`` (s1's budget forcing): a sample whose thinking is
+    closed within the budget keeps its answer; one still thinking is cut there, its thinking
+    closed, the answer asked for, and the model writes it, the same way on every call."""
+    from data.formatting import r1_zero_prompt
+    from model import factory
+    from model.evaluate import FORCE_ANSWER, Protocol, cut, force_answers
+    from model.rollout import Rollout, stop_token_ids
+
+    tokenizer, model, _ = factory.load_pinned(str(tiny_base), "")
+    stop_ids = stop_token_ids(model, tokenizer)
+    prompt = tokenizer(r1_zero_prompt("Compute 1 + 2"), add_special_tokens=False)["input_ids"]
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    done = encode("<think> 1 + 2 = 3 </think> <answer> 3 </answer>") + [tokenizer.eos_token_id]
+    thinking = encode("<think> 1 + 2 = 3 wait , 1 + 2 = 3 so the sum is 3 and 3 is the sum of 1 and 2")
+    width = max(len(done), len(thinking))
+    ids = torch.full((2, width), tokenizer.pad_token_id)
+    mask = torch.zeros(2, width, dtype=torch.long)
+    for row, tokens in enumerate((done, thinking)):
+        ids[row, :len(tokens)], mask[row, :len(tokens)] = torch.tensor(tokens), 1
+    rollout = Rollout(prompt_ids=torch.tensor([prompt, prompt]),
+                      prompt_mask=torch.ones(2, len(prompt), dtype=torch.long), completion_ids=ids, completion_mask=mask, logprobs=torch.zeros(2, width),
+                      finished=torch.tensor([True, False]))
+    full = decode_completions(tokenizer, rollout, stop_ids)
+    closed = len(encode("<think> 1 + 2 = 3 </think>")) + 1  # the first sample's thinking ends before this budget
+    assert closed < len(thinking)
+    for output in ("tags", "readable"):
+        protocol = Protocol(k=1, max_new_tokens=width, seed=3, output=output)
+        texts = force_answers(model, tokenizer, rollout, stop_ids, closed, protocol)
+        assert texts[0] == full[0]  # closed its thinking within the budget: its own answer
+        head = decode_completions(tokenizer, cut(rollout, closed), stop_ids)[1] + FORCE_ANSWER[output]
+        assert texts[1].startswith(head) and texts[1] != full[1]
+        assert force_answers(model, tokenizer, rollout, stop_ids, closed, protocol) == texts
+        # At a budget past every sample, one that never finished is still forced to answer.
+        late = force_answers(model, tokenizer, rollout, stop_ids, width, protocol)
+        assert late[0] == full[0] and late[1].startswith(full[1] + FORCE_ANSWER[output])

@@ -41,6 +41,39 @@ def test_collate_masks_prompt_and_padding(tiny_base):
         assert (labels[len(p) + len(c):] == -100).all() and mask.sum() == len(p) + len(c)
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_packed_batch_has_the_padded_batchs_loss_and_gradients(family):
+    """model/sft.py ``pack``: whole examples share rows, each attending only to itself (the
+    position ids restart), so the loss and every gradient are those of the padded batch."""
+    from data.formatting import r1_zero_prompt
+    from data.synthetic import Noise, base_corpus
+    from model import factory
+    from model.sft import completion_loss, pack
+
+    rows = base_corpus(40, mix={"arithmetic": 0.5, "countdown": 0.5}, noise=Noise(direct=0.5), seed=1)
+    tok = factory.train_tokenizer((r1_zero_prompt(r["prompt"]) + " " + r["completion"] for r in rows),
+                                  vocab_size=400)
+    model = factory.build_tiny_model(tok, family=family, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
+                                     intermediate_size=64, seed=0)
+    examples = encode_rows(tok, rows, 512)
+    examples[3] = (examples[3][0], examples[3][1] * 4)  # one long example, as the corpus' long tail has
+    packed = pack(examples, tok.pad_token_id)
+    assert len(packed["input_ids"]) < len(examples)  # mixed lengths share rows
+    assert int((packed["labels"] != -100).sum()) == sum(len(c) for _, c in examples)
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss, n = completion_loss(model, batch)
+        loss.backward()
+        return loss.item(), n, [p.grad.clone() for p in model.parameters()]
+
+    padded_loss, padded_n, padded_grads = loss_and_grads(collate(examples, tok.pad_token_id))
+    packed_loss, packed_n, packed_grads = loss_and_grads(packed)
+    assert packed_n == padded_n and packed_loss == pytest.approx(padded_loss, rel=1e-5)
+    for a, b in zip(packed_grads, padded_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_sft_step_updates_every_parameter(tiny_base, tmp_path):
     model, tok = _load(tiny_base)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

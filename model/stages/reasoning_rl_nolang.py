@@ -3,8 +3,8 @@
 reward").
 
 ``reasoning_rl`` exactly, with the same start (``sft_cold``), steps, seed and every other knob
-taken from the ``reasoning_rl`` section of params.yaml, but rewarded by accuracy and the
-readable format alone. The report compares its mixing rate with ``reasoning_rl``'s: with the
+as ``reasoning_rl`` resolves it (its params.yaml section, what it inherits, its defaults), but
+rewarded by ``reasoning_rl``'s rewards without ``language_consistency``. The report compares its mixing rate with ``reasoning_rl``'s: with the
 cold-start filter common to both, the difference is the reward's own effect.
 
 One CPU rank:  r1flow stage reasoning_rl_nolang
@@ -12,17 +12,23 @@ One CPU rank:  r1flow stage reasoning_rl_nolang
 
 from __future__ import annotations
 
-from infra.config import knob, variant_of
+from infra.config import variant_of
 from infra.stage import stage_main
 from model.stages.common import grpo_stage
 from model.stages.reasoning_rl import ReasoningRLConfig
 
 NAME = "reasoning_rl_nolang"
 
-ReasoningRLNoLangConfig = variant_of(
-    ReasoningRLConfig, "reasoning_rl", "ReasoningRLNoLangConfig", __name__,
-    rewards=knob({"accuracy": 1.0, "readable_format": 0.5},
-                 "Reward name -> weight: reasoning_rl's without language_consistency (the ablation)."))
+LANGUAGE_REWARD = "language_consistency"
+
+
+def without_language_reward(rewards: dict) -> dict:
+    """``rewards`` (name -> weight) without the language-consistency reward."""
+    return {name: weight for name, weight in rewards.items() if name != LANGUAGE_REWARD}
+
+
+ReasoningRLNoLangConfig = variant_of(ReasoningRLConfig, "reasoning_rl", "ReasoningRLNoLangConfig", __name__,
+                                     rewards=without_language_reward)
 
 
 def run(cfg) -> dict:

@@ -13,18 +13,22 @@ finding of the paper is listed, whether it holds or not (:func:`findings`):
 5. the language-consistency reward reduces mixing (2.3.2): ``reasoning_rl`` against its
    ablation ``reasoning_rl_nolang`` (the same start and steps, no language reward), in the
    rollouts and at evaluation;
-6. cold start gives readable output (2.3.1): readable-format rate of ``reasoning_rl``
-   against ``r1_zero``;
+6. cold start gives readable output (2.3.1): readable rate of ``reasoning_rl`` against
+   ``r1_zero``, readable meaning well formed in the format each one's prompt asks for and in
+   one language (model/evaluate.py), so that neither side is favoured by its prompt;
 7. R1 above R1-Zero (Table 4): pass@1 of ``r1`` against ``r1_zero``;
 8. distillation beats RL on small models (4.1): each student SFT'd on r1's traces against
    the same student trained by GRPO alone;
 9. thinking longer raises accuracy (2.2.1, test-time scaling): a model's pass@1 at the full
-   thinking budget against half of it.
+   thinking budget against half of it, with budget forcing (model/evaluate.py).
 
-Models are compared on the problems both were scored on, in the benchmarks both have
-(``headline`` for accuracy), pairing each problem's scores; a comparison with no shared
-benchmark is "not measured". The verdict comes from a 95% paired bootstrap interval of the
-difference (model/stats.py): holds, does not hold, or inconclusive.
+Models are compared on the problems both were scored on, matched by id and content hash, in
+the benchmarks both have (``headline`` for accuracy: all of them, or "not measured"), pairing
+each problem's scores; the verdict comes from a 95% paired bootstrap interval of the
+difference (model/stats.py): holds, does not hold, or inconclusive. Curves compare windows of
+steps by Welch's t interval. A comparison is "not measured", with the reason, when it cannot
+be made honestly: no shared benchmark, different sampling protocols, too few problems or
+steps, overlapping windows, a non-finite value, or, for "reduces mixing", no mixing to reduce.
 
 Writes ``artifacts/report/report.md``, ``report.html``, ``findings.json`` and ``plots/*.png``
 (reward, response length, reflection rate, mixing rate per RL stage; pass@1 against the
@@ -40,8 +44,8 @@ import dataclasses
 import html
 import json
 import logging
-import math
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +54,7 @@ from infra.plots import plot_runs, plot_sweep
 from infra.io import write_json
 from infra.stage import stage_dir, stage_main
 from model import stats
+from model.evaluate import NOT_METRICS
 
 log = logging.getLogger(__name__)
 NAME = "report"
@@ -98,13 +103,44 @@ def load_results(folder: str | Path, models: list[str]) -> dict[str, dict]:
     return {m: found[m] for m in [*models, *sorted(set(found) - set(models))] if m in found}
 
 
-def load_problems(folder: str | Path) -> dict[str, dict]:
-    """``{model: {benchmark: per-problem scores}}`` from every ``folder/*/problems.json``
-    (model/evaluate.py ``score_problems``); models evaluated before they existed are absent."""
+def load_problems(folder: str | Path, models: list[str]) -> dict[str, dict]:
+    """``{model: {benchmark: per-problem scores}}`` of ``models`` (report.models) from every
+    ``folder/*/problems.json`` (model/evaluate.py ``score_problems``). Scores of any other model
+    found there (an evaluation left from an earlier run) are left out; a model evaluated by a
+    release before per-problem scores existed is absent.
+
+    Raises ValueError naming the file, model, benchmark and id when a benchmark repeats a
+    problem id, or when a metric's list and the ids differ in length: problems pair by id.
+    """
     found: dict[str, dict] = {}
     for path in sorted(Path(folder).glob("*/problems.json")):
-        found.update(json.loads(path.read_text()))
+        for model, benches in json.loads(path.read_text()).items():
+            if model not in models:
+                continue
+            for bench, scores in benches.items():
+                ids = scores.get("id", [])
+                repeated = [pid for pid, count in Counter(ids).items() if count > 1]
+                if repeated:
+                    raise ValueError(f"{path}: {model} {bench} repeats problem id {repeated[0]!r} "
+                                     f"({len(repeated)} ids repeated); ids must be unique to pair problems")
+                lengths = {name: len(v) for name, v in _lists(scores)}
+                bad = {name: n for name, n in lengths.items() if n != len(ids)}
+                if bad:
+                    raise ValueError(f"{path}: {model} {bench}: {len(ids)} problem ids but lists of other lengths "
+                                     f"{bad}")
+            found[model] = benches
     return found
+
+
+def _lists(scores: dict, prefix: str = ""):
+    """``(metric path, list)`` of every per-problem list of one benchmark's scores."""
+    for name, value in scores.items():
+        if name in NOT_METRICS:
+            continue
+        if isinstance(value, dict):
+            yield from _lists(value, f"{prefix}{name}/")
+        elif isinstance(value, list):
+            yield f"{prefix}{name}", value
 
 
 def _values(scores: dict, metric: tuple[str, ...]) -> list[float] | None:
@@ -117,71 +153,137 @@ def _not_measured(why: str) -> dict:
     return {"verdict": stats.NOT_MEASURED, "why": why}
 
 
+def _measured(interval: stats.Interval, higher: bool, **extra) -> dict:
+    return {**dataclasses.asdict(interval), "verdict": stats.verdict(interval, higher), **extra}
+
+
+def _shared_benchmarks(problems: dict, lm: str, rm: str, benches: list[str] | None) -> list[str] | str:
+    """The benchmarks both models are compared on, or why there are none: with ``benches``
+    (the headline), each one either model has must be scored for both, so that both means
+    cover the same benchmarks."""
+    have = {m: set(problems[m]) for m in (lm, rm)}
+    if benches is not None:
+        lopsided = [f"{b} (only {lm if b in have[lm] else rm} has it)" for b in benches
+                    if (b in have[lm]) != (b in have[rm])]
+        if lopsided:
+            return (f"headline benchmarks scored for one model only: {', '.join(lopsided)}; the two means "
+                    "would cover different benchmarks")
+        shared = [b for b in benches if b in have[lm]]
+    else:
+        shared = sorted(have[lm] & have[rm])
+    return shared or (f"no shared benchmark: {lm} has {sorted(have[lm])}, {rm} has {sorted(have[rm])}"
+                      + (f", compared on {benches}" if benches else ""))
+
+
+def _pairs(lscores: dict, rscores: dict, lv: list, rv: list) -> tuple[list[float], list[float]] | str:
+    """Values of the problems both evaluations scored, matched by id, or why they cannot be."""
+    if lscores.get("protocol") != rscores.get("protocol"):
+        lp, rp = lscores.get("protocol") or {}, rscores.get("protocol") or {}
+        differ = [f"{k} {lp.get(k)} vs {rp.get(k)}" for k in sorted(set(lp) | set(rp)) if lp.get(k) != rp.get(k)]
+        return f"sampled differently ({', '.join(differ)})"
+    no_keys = [None] * len(rscores["id"])
+    right = {pid: (key, value) for pid, key, value in zip(rscores["id"], rscores.get("key", no_keys), rv)}
+    a: list[float] = []
+    b: list[float] = []
+    for pid, key, value in zip(lscores["id"], lscores.get("key", [None] * len(lscores["id"])), lv):
+        if pid not in right:
+            continue
+        if right[pid][0] != key:
+            return (f"problem {pid} is a different problem in the two evaluations (content hash {key} vs "
+                    f"{right[pid][0]}): evaluate both models on one version of the benchmark")
+        a.append(value)
+        b.append(right[pid][1])
+    return a, b
+
+
 def compare_problems(problems: dict, left: tuple[str, tuple[str, ...]], right: tuple[str, tuple[str, ...]],
                      benches: list[str] | None, higher: bool = True) -> dict:
     """Paired comparison of ``(model, metric path)`` ``left`` and ``right`` (e.g. ``("r1",
-    ("pass@1",))`` or ``("r1", ("budget_pass@1", "96"))``) over the problems of the
-    benchmarks both have (of ``benches``; None = any), matched by problem id. Returns the
-    :class:`model.stats.Interval` fields, ``verdict`` and ``benchmarks``, or a "not measured"
-    verdict with ``why``."""
+    ("pass@1",))`` or ``("r1", ("budget_pass@1", "96"))``) over the problems both were scored
+    on, matched by problem id and content hash, in the benchmarks both have (all of
+    ``benches`` either has; None = any shared one). Returns the :class:`model.stats.Interval`
+    fields, ``verdict`` and ``benchmarks``, or a "not measured" verdict with ``why``: a model
+    without scores, benchmarks scored for one side only, evaluations sampled with different
+    protocols (``k``, temperature, ...), a problem id whose content differs, fewer than
+    :data:`model.stats.MIN_PAIRS` shared problems, or a non-finite score."""
     (lm, lmetric), (rm, rmetric) = left, right
     for model in (lm, rm):
         if model not in problems:
             return _not_measured(f"{model} has no per-problem scores (artifacts/evaluate/{model}/problems.json)")
-    wanted = benches if benches is not None else sorted(set(problems[lm]) | set(problems[rm]))
-    shared = [b for b in wanted if b in problems[lm] and b in problems[rm]]
-    if not shared:
-        return _not_measured(f"no shared benchmark: {lm} has {sorted(problems[lm])}, {rm} has "
-                             f"{sorted(problems[rm])}" + (f", compared on {benches}" if benches else ""))
+    shared = _shared_benchmarks(problems, lm, rm, benches)
+    if isinstance(shared, str):
+        return _not_measured(shared)
     a: list[float] = []
     b: list[float] = []
     for bench in shared:
-        lv, rv = _values(problems[lm][bench], lmetric), _values(problems[rm][bench], rmetric)
+        lscores, rscores = problems[lm][bench], problems[rm][bench]
+        lv, rv = _values(lscores, lmetric), _values(rscores, rmetric)
         if lv is None or rv is None:
             return _not_measured(f"{bench}: {'/'.join(lmetric if lv is None else rmetric)} is not scored for "
                                  f"{lm if lv is None else rm}")
-        right_by_id = dict(zip(problems[rm][bench]["id"], rv))
-        for pid, value in zip(problems[lm][bench]["id"], lv):
-            if pid in right_by_id:
-                a.append(value)
-                b.append(right_by_id[pid])
-    if not a:
-        return _not_measured(f"{lm} and {rm} share no problem id in {shared}")
-    interval = stats.paired_interval(a, b)
-    return {**dataclasses.asdict(interval), "verdict": stats.verdict(interval, higher), "benchmarks": shared}
+        pairs = _pairs(lscores, rscores, lv, rv)
+        if isinstance(pairs, str):
+            return _not_measured(f"{bench}: {pairs}")
+        a, b = a + pairs[0], b + pairs[1]
+    if len(a) < stats.MIN_PAIRS:
+        return _not_measured(f"{lm} and {rm} share {len(a)} problems in {shared}; a bootstrap interval needs at "
+                             f"least {stats.MIN_PAIRS}")
+    try:
+        interval = stats.paired_interval(a, b)
+    except ValueError as err:  # a NaN or infinite score
+        return _not_measured(f"{lm} against {rm} on {shared}: {err}")
+    return _measured(interval, higher, benchmarks=shared)
+
+
+def logged(rows: list[dict] | None, key: str) -> list[float]:
+    """The values of ``key`` over the steps that log it, in step order (NaN kept: a broken
+    curve must not pass for a shorter one)."""
+    return [float(r[key]) for r in rows or [] if isinstance(r.get(key), (int, float))]
 
 
 def window(rows: list[dict] | None, key: str, share: float = 0.1, last: bool = True) -> list[float]:
-    """Values of ``key`` in the last (or first) ``share`` of the steps that log it."""
-    values = [float(r[key]) for r in rows or [] if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-    size = max(1, round(len(values) * share))
+    """Values of ``key`` in the last (or first) ``share`` of the steps that log it, and at
+    least :data:`model.stats.MIN_STEPS` of them (all of them when the run logged fewer)."""
+    values = logged(rows, key)
+    size = max(stats.MIN_STEPS, round(len(values) * share))
     return values[-size:] if last else values[:size]
-
-
-def final_mean(rows: list[dict] | None, key: str, share: float = 0.1) -> float | None:
-    """Mean of ``key`` over the last ``share`` of the steps that log it (None without any)."""
-    tail = window(rows, key, share)
-    return sum(tail) / len(tail) if tail else None
 
 
 def compare_windows(left: tuple[str, list[dict] | None, bool], right: tuple[str, list[dict] | None, bool] | None,
                     key: str, higher: bool = True) -> dict:
-    """Unpaired comparison of a curve's windows of steps: ``(label, step rows, last)`` picks
-    the last (or first) tenth of that run's ``key``; without ``right`` the window is compared
-    with 0 (a rate that should be above it)."""
+    """Comparison of training curves' windows of steps by Welch's t interval
+    (:func:`model.stats.welch_interval`): ``(label, step rows, last)`` picks the last (or
+    first) tenth of that run's ``key`` (:func:`window`); without ``right`` the window is
+    compared with 0 (a rate that should be above it). Not measured when a window has fewer
+    than :data:`model.stats.MIN_STEPS` steps, when the first and last windows of one run would
+    overlap, or when a value is not finite."""
     label, rows, last = left
     a = window(rows, key, last=last)
-    if not a:
-        return _not_measured(f"{label} logged no {key}")
-    if right is None:
-        interval = stats.paired_interval(a, [0.0] * len(a))
-    else:
+    runs = [(label, rows, a)]
+    b = None
+    if right is not None:
         rlabel, rrows, rlast = right
         b = window(rrows, key, last=rlast)
-        if not b:
-            return _not_measured(f"{rlabel} logged no {key}")
-        interval = stats.unpaired_interval(a, b)
-    return {**dataclasses.asdict(interval), "verdict": stats.verdict(interval, higher)}
+        runs.append((rlabel, rrows, b))
+        if rrows is rows and len(a) + len(b) > len(logged(rows, key)):
+            return _not_measured(f"{label} logged {key} at {len(logged(rows, key))} steps: its first and last "
+                                 f"windows of {len(a)} would overlap")
+    for name, steps, values in runs:
+        if len(values) < stats.MIN_STEPS:
+            return _not_measured(f"{name} logged {key} at {len(values)} steps; a window needs "
+                                 f"{stats.MIN_STEPS}" if values else f"{name} logged no {key}")
+    try:
+        interval = stats.welch_interval(a, b)
+    except ValueError as err:
+        return _not_measured(f"{label} {key}: {err}")
+    return _measured(interval, higher)
+
+
+def _nothing_to_reduce(result: dict, label: str, what: str) -> dict:
+    """A "left reduces X" comparison whose right side shows no X at all cannot be tested."""
+    if result["verdict"] != stats.NOT_MEASURED and result["right"] == 0.0:
+        return _not_measured(f"{label} shows no {what} (0.0%): there is none for the reward to reduce")
+    return result
 
 
 def _budget_pair(problems: dict, model: str) -> tuple[str, str] | None:
@@ -214,12 +316,15 @@ def findings(problems: dict, curves: dict[str, list[dict]], cfg: "ReportConfig")
          "no mixing", "%", compare_windows(("r1_zero", curves.get("r1_zero"), True), None, "mixing_rate")),
         ("language_reward_cuts_mixing", "the language reward reduces mixing: rollouts, same start and steps",
          f"reasoning_rl {last}", f"{ABLATION} {last}", "%",
-         compare_windows(("reasoning_rl", curves.get("reasoning_rl"), True),
-                         (ABLATION, curves.get(ABLATION), True), "mixing_rate", higher=False)),
+         _nothing_to_reduce(compare_windows(("reasoning_rl", curves.get("reasoning_rl"), True),
+                                            (ABLATION, curves.get(ABLATION), True), "mixing_rate", higher=False),
+                            f"{ABLATION}'s rollouts", "mixing")),
         ("language_reward_cuts_mixing_eval", "the language reward reduces mixing: at evaluation", "reasoning_rl",
-         ABLATION, "%", compare_problems(problems, ("reasoning_rl", ("mixing_rate",)), (ABLATION, ("mixing_rate",)),
-                                         None, higher=False)),
-        ("cold_start_readable", "cold start gives readable output: readable-format rate", "reasoning_rl",
+         ABLATION, "%",
+         _nothing_to_reduce(compare_problems(problems, ("reasoning_rl", ("mixing_rate",)),
+                                             (ABLATION, ("mixing_rate",)), None, higher=False),
+                            f"{ABLATION} at evaluation", "mixing")),
+        ("cold_start_readable", "cold start gives readable output: readable rate", "reasoning_rl",
          "r1_zero", "%", compare_problems(problems, ("reasoning_rl", ("readable_rate",)),
                                           ("r1_zero", ("readable_rate",)), None)),
         ("r1_beats_r1_zero", "R1 beats R1-Zero: pass@1", "r1", "r1_zero", "%",
@@ -263,7 +368,7 @@ BEHAVIOUR = ("mean_length", "reflection_rate", "mixing_rate", "format_rate", "re
 def behaviour_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the behaviour table: per model, each :data:`BEHAVIOUR` key averaged
     over the benchmarks (length in tokens, rates in %)."""
-    header = ["model", "response length", "reflection %", "mixing %", "R1-Zero format %", "readable format %"]
+    header = ["model", "response length", "reflection %", "mixing %", "R1-Zero format %", "readable %"]
     rows = []
     for model, r in results.items():
         means = [sum(v.get(key, 0.0) for v in r.values()) / len(r) for key in BEHAVIOUR]
@@ -313,10 +418,13 @@ def markdown(results: dict, found: list[dict], plots: list[str], missing: list[s
 
 
 FINDINGS_NOTE = ("Each finding compares two numbers: paired over the problems both models were scored on (n "
-                 "problems), or over two windows of a run's steps (n steps). The interval is a 95% bootstrap "
-                 "interval of the difference; a verdict holds when it excludes 0 on the claimed side, does not "
-                 "hold when it lies on the other side, and is inconclusive when it straddles 0. A window of a few "
-                 "steps gives too narrow an interval (each step is already a mean over its rollouts): read n.")
+                 "problems, matched by id and content, sampled alike; a 95% paired bootstrap interval, at least "
+                 f"{stats.MIN_PAIRS} problems), or over two windows of training steps (n steps a window, at least "
+                 f"{stats.MIN_STEPS}, not overlapping; a 95% Welch t interval). A verdict holds when the interval "
+                 "excludes 0 on the claimed side, does not hold when it lies on the other side or at 0, and is "
+                 "inconclusive when it straddles 0. Thinking budgets are compared with budget forcing: cut at the "
+                 "budget, the thinking is closed and the answer asked for. Readable means well formed in the "
+                 "format the prompt asked for, in one language.")
 
 
 def to_html(results: dict, found: list[dict], plots: list[str], missing: list[str]) -> str:
@@ -389,7 +497,7 @@ def run(cfg: ReportConfig) -> dict:
         raise ValueError(f"{cfg.evaluations}: no evaluate results (*/metrics.json) to report")
     missing = [m for m in cfg.models if m not in results]
     curves = load_curves(cfg.all_curves())
-    found = findings(load_problems(cfg.evaluations), curves, cfg)
+    found = findings(load_problems(cfg.evaluations, list(cfg.models)), curves, cfg)
     plots = draw_scaling(results, cfg.headline, out) + draw_curves(curves, out)
     (out / "report.md").write_text(markdown(results, found, plots, missing))
     (out / "report.html").write_text(to_html(results, found, plots, missing))
