@@ -447,25 +447,42 @@ class GRPOTrainer(Trainer):
 
     def _optimize(self, rollout, advantages: torch.Tensor) -> dict[str, float]:
         """μ passes over this rank's sequences in micro-batches, one optimizer step per pass;
-        loss normalisers and logged statistics are those of the whole step (all ranks)."""
+        loss normalisers and logged statistics are those of the whole step (all ranks).
+
+        Micro-batches take the sequences in order of completion length, each cut to its own
+        longest completion: the step's loss is a sum over sequences, so which micro-batch a
+        sequence is in does not change it, and short completions stop paying for the columns
+        of the longest one in the step."""
         a, engine, world = self.args, self.engine, launch.world_size()
-        seqs, attn = rollout.sequences, rollout.attention_mask
-        start, mask, old = rollout.prompt_ids.shape[1], rollout.completion_mask, rollout.logprobs
-        B = seqs.shape[0] * world  # sequences in the step, all ranks
-        micro = [slice(i, i + a.micro_batch) for i in range(0, seqs.shape[0], a.micro_batch)]
-        ref = None
+        start, mask = rollout.prompt_ids.shape[1], rollout.completion_mask
+        B = mask.shape[0] * world  # sequences in the step, all ranks
+        lengths = mask.sum(dim=1)
+        order = torch.sort(lengths, stable=True).indices
+        micro = []  # (rows, completion columns kept) per micro-batch
+        for i in range(0, len(order), a.micro_batch):
+            rows = order[i:i + a.micro_batch]
+            micro.append((rows, max(1, int(lengths[rows].max()))))
+
+        def part(rows, width):  # one micro-batch: sequences, attention mask, completion mask, old logprobs
+            return (rollout.sequences[rows, :start + width], rollout.attention_mask[rows, :start + width],
+                    mask[rows, :width], rollout.logprobs[rows, :width])
+
+        ref = []
         if self.ref is not None:
             with torch.no_grad():
-                ref = torch.cat([completion_logprobs(self.ref, seqs[s], attn[s], start, a.temperature) for s in micro])
+                for rows, width in micro:
+                    seqs, attn, _, _ = part(rows, width)
+                    ref.append(completion_logprobs(self.ref, seqs, attn, start, a.temperature))
         tokens = sum_over_ranks({"tokens": float(mask.sum())})["tokens"]
         normalizer = {"grpo": B, "dr_grpo": B * a.max_completion_length, "dapo": max(tokens, 1.0)}[a.loss_type]
         engine.train()
         sums = {"kl": 0.0, "clipped": 0.0, "entropy": 0.0, "ratio_dev": 0.0, "loss": 0.0}
         grad_norm = 0.0
         for it in range(a.num_iterations):
-            for s in micro:
-                new, entropy = completion_logprobs(engine, seqs[s], attn[s], start, a.temperature, with_entropy=True)
-                loss, st = grpo_loss(new, old[s], None if ref is None else ref[s], advantages[s], mask[s],
+            for k, (rows, width) in enumerate(micro):
+                seqs, attn, m, old = part(rows, width)
+                new, entropy = completion_logprobs(engine, seqs, attn, start, a.temperature, with_entropy=True)
+                loss, st = grpo_loss(new, old, ref[k] if ref else None, advantages[rows], m,
                                      epsilon=a.epsilon, epsilon_high=a.epsilon_high, beta=a.beta, loss_type=a.loss_type,
                                      max_completion_length=a.max_completion_length, normalizer=normalizer)
                 # DeepSpeed divides by gradient_accumulation_steps (= len(micro)) and averages over
@@ -474,7 +491,7 @@ class GRPOTrainer(Trainer):
                 engine.backward(self.router.add_to(loss * len(micro) * world))
                 engine.step()
                 if it == 0:
-                    m = mask[s].float()
+                    m = m.float()
                     sums["kl"] += float((st["kl"] * m).sum())
                     sums["clipped"] += float((st["clipped"] * m).sum())
                     sums["entropy"] += float((entropy * m).sum())

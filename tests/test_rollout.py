@@ -446,3 +446,41 @@ def test_budget_forcing_closes_the_thinking_of_samples_still_thinking_at_the_bud
         # At a budget past every sample, one that never finished is still forced to answer.
         late = force_answers(model, tokenizer, rollout, stop_ids, width, protocol)
         assert late[0] == full[0] and late[1].startswith(full[1] + FORCE_ANSWER[output])
+
+
+def test_finished_rows_leave_the_decode_batch_without_changing_any_sample(tiny_base, monkeypatch):
+    """model/rollout.py ``_decode`` drops finished rows from the model's batch (and the KV
+    cache); every row still draws its own random numbers, so the tokens are those of decoding
+    the whole batch to the end, and the log-probabilities too up to float rounding (a matrix
+    product of fewer rows may round differently)."""
+    from model import factory
+
+    tokenizer, model, _ = factory.load_pinned(str(tiny_base), "")
+    prompts = [tokenizer(f"Compute {a} + {b}", add_special_tokens=False)["input_ids"] for a, b in
+               ((12, 34), (250, 71), (9, 9), (4, 5), (70, 3), (1, 1), (88, 12), (5, 50))]
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id)
+    calls = []
+    forward = model.forward
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counted)
+
+    def run(share: float):
+        monkeypatch.setattr(rollout_module, "_COMPACT_SHARE", share)
+        calls.clear()
+        g = torch.Generator().manual_seed(7)
+        # Frequent tokens as EOS, so rows end at many different steps.
+        r = generate(model, ids, mask, max_new_tokens=24, eos_token_id=list(range(3, 60)),
+                     pad_token_id=tokenizer.pad_token_id, temperature=1.0, top_p=0.9, generator=g)
+        return r, list(calls)
+
+    whole, whole_calls = run(0.0)  # never compacts
+    compact, compact_calls = run(0.75)
+    assert set(whole_calls) == {8} and min(compact_calls) < 8  # rows left the batch
+    assert len(set(whole.completion_mask.sum(1).tolist())) > 3  # rows ended at many different steps
+    for field in ("completion_ids", "completion_mask", "finished"):
+        assert torch.equal(getattr(whole, field), getattr(compact, field)), field
+    torch.testing.assert_close(whole.logprobs, compact.logprobs, rtol=0, atol=1e-5)
