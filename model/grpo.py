@@ -452,7 +452,8 @@ class GRPOTrainer(Trainer):
         Micro-batches take the sequences in order of completion length, each cut to its own
         longest completion: the step's loss is a sum over sequences, so which micro-batch a
         sequence is in does not change it, and short completions stop paying for the columns
-        of the longest one in the step."""
+        of the longest one in the step. The passes pack each micro-batch's sequences without
+        their padding (model/rollout.py ``completion_logprobs`` with ``pack=True``)."""
         a, engine, world = self.args, self.engine, launch.world_size()
         start, mask = rollout.prompt_ids.shape[1], rollout.completion_mask
         B = mask.shape[0] * world  # sequences in the step, all ranks
@@ -472,7 +473,7 @@ class GRPOTrainer(Trainer):
             with torch.no_grad():
                 for rows, width in micro:
                     seqs, attn, _, _ = part(rows, width)
-                    ref.append(completion_logprobs(self.ref, seqs, attn, start, a.temperature))
+                    ref.append(completion_logprobs(self.ref, seqs, attn, start, a.temperature, pack=True))
         tokens = sum_over_ranks({"tokens": float(mask.sum())})["tokens"]
         normalizer = {"grpo": B, "dr_grpo": B * a.max_completion_length, "dapo": max(tokens, 1.0)}[a.loss_type]
         engine.train()
@@ -481,7 +482,8 @@ class GRPOTrainer(Trainer):
         for it in range(a.num_iterations):
             for k, (rows, width) in enumerate(micro):
                 seqs, attn, m, old = part(rows, width)
-                new, entropy = completion_logprobs(engine, seqs, attn, start, a.temperature, with_entropy=True)
+                new, entropy = completion_logprobs(engine, seqs, attn, start, a.temperature, with_entropy=True,
+                                                   pack=True)
                 loss, st = grpo_loss(new, old, ref[k] if ref else None, advantages[rows], m,
                                      epsilon=a.epsilon, epsilon_high=a.epsilon_high, beta=a.beta, loss_type=a.loss_type,
                                      max_completion_length=a.max_completion_length, normalizer=normalizer)

@@ -424,6 +424,25 @@ def _decode(
     raise AssertionError("unreachable: the loop returns at t = max_new_tokens - 1")
 
 
+def _packed_completion_logits(model: nn.Module, sequences: torch.Tensor, attention_mask: torch.Tensor,
+                              completion_start: int) -> torch.Tensor:
+    """(B, C, V) float32 logits predicting each completion column (garbage where masked), from
+    one forward over the rows' real tokens packed together (model/packing.py)."""
+    from model import packing
+
+    device = sequences.device
+    real = attention_mask.bool()
+    prompt_lengths = real[:, :completion_start].sum(dim=1).tolist()
+    ids, positions, place = packing.pack([row[keep].tolist() for row, keep in zip(sequences, real)], 0)
+    out = model(input_ids=ids.to(device), position_ids=positions.to(device), use_cache=False)
+    # Completion column c of row i is predicted at its packed column start + prompt length + c - 1.
+    n_completion = sequences.shape[1] - completion_start
+    rows = torch.tensor([r for r, _ in place], device=device)[:, None].expand(-1, n_completion)
+    starts = torch.tensor([c + p - 1 for (_, c), p in zip(place, prompt_lengths)], device=device)
+    columns = (starts[:, None] + torch.arange(n_completion, device=device)).clamp(max=ids.shape[1] - 1)
+    return out.logits[rows, columns].float()
+
+
 # Logits elements (rows x vocab) one chunk of the fused head materialises: 2**28 float32 = 1 GiB.
 _HEAD_CHUNK_ELEMENTS = 1 << 28
 LOGPROB_CHUNK_ENV = "R1FLOW_LOGPROB_CHUNK"
@@ -438,6 +457,7 @@ def completion_logprobs(
     *,
     with_entropy: bool = False,
     chunk_rows: int | None = None,
+    pack: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of the completion tokens under `model`, with gradients.
 
@@ -457,6 +477,11 @@ def completion_logprobs(
     logits per chunk) and takes the one-shot path elsewhere. Models the fused head cannot serve
     (no bias-free linear output head, ZeRO-3-partitioned weights, no `logits_to_keep`) always
     take the one-shot path. Both paths compute the same values up to matmul round-off.
+
+    `pack` (one-shot path only) drops the padding before the forward: each row's real tokens
+    (its prompt, then its completion up to EOS) are packed with the others' into shared rows
+    (model/packing.py), and the log-probabilities come back in the (B, C) layout; the same
+    values up to round-off, for the tokens the rows really have instead of B x T.
     """
     if not 0 < completion_start < sequences.shape[1]:
         raise ValueError(f"completion_start must be in (0, {sequences.shape[1]}), got {completion_start}")
@@ -473,12 +498,15 @@ def completion_logprobs(
                                               with_entropy)
         logp = logp.masked_fill(padding, 0.0)
         return (logp, entropy.masked_fill(padding, 0.0)) if with_entropy else logp
-    extra = {}
-    if "logits_to_keep" in _forward_params(model):
-        # Logits only from the token before the first completion token onwards.
-        extra["logits_to_keep"] = n_completion + 1
-    out = model(**kwargs, **extra)
-    logits = out.logits[:, -(n_completion + 1) : -1, :].float()  # (B, C, V), predicts column c from c - 1
+    if pack:
+        logits = _packed_completion_logits(model, sequences, attention_mask, completion_start)
+    else:
+        extra = {}
+        if "logits_to_keep" in _forward_params(model):
+            # Logits only from the token before the first completion token onwards.
+            extra["logits_to_keep"] = n_completion + 1
+        out = model(**kwargs, **extra)
+        logits = out.logits[:, -(n_completion + 1) : -1, :].float()  # (B, C, V), predicts column c from c - 1
     if temperature > 0:
         logits = logits / temperature
     # gather - logsumexp: avoids materialising a (B, C, V) log_softmax for the backward pass.

@@ -33,7 +33,7 @@ import torch
 from data.formatting import prompt_style, render_prompts
 from infra.config import knob
 from infra.steplog import StepLog
-from model import checkpoint
+from model import checkpoint, packing
 from model.engine import make_engine
 from model.trainer import Trainer, grad_accum_steps, log_shard, max_over_ranks, rank_share, sum_over_ranks
 
@@ -99,47 +99,16 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
 
 
 def pack(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Packed batch of whole examples (TRL's ``packing=True`` with its best-fit-decreasing
-    strategy, padding-free): longest first, each example goes to the fullest row it fits,
-    rows as wide as the longest example and at least twice the mean (so that two examples of
-    average length share one), so a batch of mixed lengths takes about as many columns as it
-    has tokens instead of rows x the longest. On the base corpus (75 tokens an example, 138
-    padded in batches of 64) a training step of the 128-wide base takes 0.63 s instead of
-    1.12 on one CPU thread (benchmarks/RESULTS.md).
-
-    Returns ``input_ids``, ``labels`` (-100 on prompts and padding) and ``position_ids``
-    (R, width), positions restarting at 0 at each example and at the padding that ends a row,
-    and no ``attention_mask``: transformers then reads the example boundaries from the
-    positions (``masking_utils.find_packed_sequence_indices``; flash-attention's varlen path
-    on GPU), so each token attends only to its own example and the loss is the padded
-    batch's up to float rounding. The model must be called with ``use_cache=False``
-    (:func:`completion_loss` does): a cache turns that detection off.
+    """Packed batch of whole examples (model/packing.py: TRL's packing, best-fit decreasing,
+    padding-free): ``input_ids``, ``labels`` (-100 on prompts and padding) and
+    ``position_ids``, (R, width), no ``attention_mask``; :func:`completion_loss` gives the
+    padded batch's loss up to float rounding. On the base corpus a training step of the
+    128-wide base takes about 0.6 s instead of 1.1 on one CPU thread (benchmarks/cpu_steps.py).
     """
-    lengths = [len(p) + len(c) for p, c in examples]
-    width = max(*lengths, 2 * sum(lengths) // len(lengths))
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(examples)), key=lambda i: (-lengths[i], i)):
-        fits = [r for r in range(len(rows)) if room[r] >= lengths[i]]
-        if fits:
-            best = min(fits, key=lambda r: (room[r], r))
-            rows[best].append(i)
-            room[best] -= lengths[i]
-        else:
-            rows.append([i])
-            room.append(width - lengths[i])
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    ids, positions, place = packing.pack([p + c for p, c in examples], pad_id)
     labels = torch.full_like(ids, IGNORE)
-    positions = torch.zeros_like(ids)
-    for r, members in enumerate(rows):
-        col = 0
-        for i in members:
-            p, c = examples[i]
-            ids[r, col:col + lengths[i]] = torch.tensor(p + c)
-            labels[r, col + len(p):col + lengths[i]] = torch.tensor(c)
-            positions[r, col:col + lengths[i]] = torch.arange(lengths[i])
-            col += lengths[i]
-        positions[r, col:] = torch.arange(width - col)
+    for (p, c), (row, col) in zip(examples, place):
+        labels[row, col + len(p):col + len(p) + len(c)] = torch.tensor(c)
     return {"input_ids": ids, "labels": labels, "position_ids": positions}
 
 

@@ -484,3 +484,37 @@ def test_finished_rows_leave_the_decode_batch_without_changing_any_sample(tiny_b
     for field in ("completion_ids", "completion_mask", "finished"):
         assert torch.equal(getattr(whole, field), getattr(compact, field)), field
     torch.testing.assert_close(whole.logprobs, compact.logprobs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_packed_completion_logprobs_match_the_padded_ones(family):
+    """``completion_logprobs(..., pack=True)`` runs the rows' real tokens packed together
+    (model/packing.py): the same log-probabilities, entropies and gradients as the padded
+    batch, in the same (B, C) layout."""
+    from model import factory
+
+    tok = factory.train_tokenizer(["Compute 12 + 34 <think> 12 + 34 = 46 </think> <answer> 46 </answer>"] * 20,
+                                  vocab_size=120)
+    model = factory.build_tiny_model(tok, family=family, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
+                                     intermediate_size=64, seed=0)
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 100, (n,), generator=g).tolist() for n in (5, 9, 7, 3)]
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    completions = torch.randint(3, 100, (4, 11), generator=g)
+    completion_mask = (torch.arange(11)[None] < torch.tensor([[11], [2], [6], [1]])).long()
+    seqs = torch.cat([ids, completions.masked_fill(completion_mask == 0, tok.pad_token_id)], dim=1)
+    attn = torch.cat([mask, completion_mask], dim=1)
+
+    def run(pack: bool):
+        model.zero_grad()
+        logp, entropy = completion_logprobs(model, seqs, attn, ids.shape[1], 0.7, with_entropy=True,
+                                            chunk_rows=0, pack=pack)
+        (logp * completion_mask).sum().backward()
+        return logp.detach(), entropy, [p.grad.clone() for p in model.parameters()]
+
+    padded, packed = run(False), run(True)
+    torch.testing.assert_close(packed[0], padded[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(packed[1], padded[1], rtol=0, atol=1e-5)
+    for a, b in zip(packed[2], padded[2]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert (packed[0][completion_mask == 0] == 0).all()

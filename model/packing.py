@@ -1,0 +1,61 @@
+"""Sequence packing: whole sequences of mixed lengths share rows of one batch, padding-free.
+
+Training forwards over padded batches pay for the longest sequence in every row: a base-corpus
+batch of 64 rows is 75 tokens a row on average and 138 padded; an r1_zero step's completions
+are 40 tokens on average and up to 128. Packed, several sequences share a row, each with
+position ids that restart at 0, and the model is called without an attention mask and without
+a cache: transformers then reads the sequence boundaries from the positions
+(``masking_utils.find_packed_sequence_indices`` for SDPA and eager attention, the varlen path
+of flash-attention), so each token attends only to its own sequence, and the outputs are the
+padded batch's up to float rounding. This is TRL's ``packing=True`` with its best-fit-decreasing
+strategy and ``padding_free`` (TRL docs, "Packing"); the SFT trainer packs its examples
+(model/sft.py ``pack``) and the GRPO trainer its rollouts (model/rollout.py
+``completion_logprobs`` with ``pack=True``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def layout(lengths: list[int]) -> tuple[int, list[tuple[int, int]]]:
+    """Where each sequence goes: ``(width, [(row, column) per sequence])``.
+
+    Best-fit decreasing: longest first (ties by index), each sequence goes to the fullest row
+    it fits. Rows are as wide as the longest sequence and at least twice the mean, so two
+    sequences of average length share one. Deterministic. Raises ValueError for no sequences
+    or a length below 1.
+    """
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"packing needs sequences of at least one token, got lengths {lengths[:8]}")
+    width = max(*lengths, 2 * sum(lengths) // len(lengths))
+    room: list[int] = []
+    place: list[tuple[int, int]] = [(0, 0)] * len(lengths)
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        fits = [r for r in range(len(room)) if room[r] >= lengths[i]]
+        row = min(fits, key=lambda r: (room[r], r)) if fits else len(room)
+        if not fits:
+            room.append(width)
+        place[i] = (row, width - room[row])
+        room[row] -= lengths[i]
+    return width, place
+
+
+def pack(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """``(input_ids, position_ids, placements)`` of ``sequences`` packed by :func:`layout`:
+    (R, width) long tensors, positions restarting at 0 at each sequence and at the padding that
+    ends a row (a sequence of its own, which attends to nothing else), and each sequence's
+    ``(row, column)``. Call the model with ``position_ids``, no attention mask and
+    ``use_cache=False``."""
+    width, place = layout([len(s) for s in sequences])
+    rows = 1 + max(r for r, _ in place)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    positions = torch.arange(width).repeat(rows, 1)  # the padding after the last sequence of a row
+    ends = [0] * rows
+    for seq, (r, c) in zip(sequences, place):
+        ids[r, c:c + len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        positions[r, c:c + len(seq)] = torch.arange(len(seq))
+        ends[r] = max(ends[r], c + len(seq))
+    for r, end in enumerate(ends):
+        positions[r, end:] = torch.arange(width - end)
+    return ids, positions, place

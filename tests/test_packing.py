@@ -1,0 +1,40 @@
+"""model/packing.py: where packed sequences go (the trainers' equivalence with padded batches is
+tested in test_trainers.py and test_rollout.py)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from model import packing
+
+
+def test_layout_places_every_sequence_whole_without_overlap():
+    lengths = [random.Random(3).randint(1, 140) for _ in range(64)]
+    width, place = packing.layout(lengths)
+    assert width == max(max(lengths), 2 * sum(lengths) // len(lengths))
+    cells = set()
+    for n, (row, col) in zip(lengths, place):
+        assert col + n <= width  # whole, inside its row
+        span = {(row, c) for c in range(col, col + n)}
+        assert not span & cells
+        cells |= span
+    rows = 1 + max(r for r, _ in place)
+    assert rows < len(lengths) and rows * width < 1.3 * sum(lengths)  # far fewer columns than padding
+    assert packing.layout(lengths) == (width, place)  # deterministic
+
+
+def test_pack_restarts_positions_at_each_sequence():
+    ids, positions, place = packing.pack([[5, 6, 7], [8], [9, 9]], pad_id=0)
+    assert ids.shape == (2, 4) and place[0] == (0, 0)  # rows at least twice the mean length (2)
+    for seq, (row, col) in zip([[5, 6, 7], [8], [9, 9]], place):
+        assert ids[row, col:col + len(seq)].tolist() == seq
+        assert positions[row, col:col + len(seq)].tolist() == list(range(len(seq)))
+
+
+def test_layout_refuses_empty_sequences():
+    with pytest.raises(ValueError, match="at least one token"):
+        packing.layout([3, 0])
+    with pytest.raises(ValueError, match="at least one token"):
+        packing.layout([])
