@@ -15,7 +15,8 @@ every metric per problem in ``problems.json`` (``{model: {benchmark: {"id": [...
 model/evaluate.py ``score_problems``): the report compares models problem by problem.
 
 Test-time scaling: ``cons_at`` sweeps the vote size j = 1, 2, 4, ... k, and ``budget_pass@1``
-the thinking budget (``budgets``, in tokens), both from the same k samples per problem.
+the thinking budget (``budgets``, in tokens), both from the same k samples per problem; a sample
+still thinking at a budget is forced to answer there (budget forcing, model/evaluate.py).
 
 Benchmarks are read in ``split`` (test; a ``_hard`` suffix names the hard split). Each model is
 prompted for the output format it was trained to write: the readable format (``<think>`` …
@@ -62,9 +63,9 @@ class EvaluateConfig(ModelArgs):
     temperature: float = knob(0.6, "Sampling temperature (paper: 0.6).")
     top_p: float = knob(0.95, "Nucleus sampling (paper: 0.95).")
     max_new_tokens: int = knob(96, "Longest completion in tokens.")
-    budgets: list = knob([], "Thinking budgets (max new tokens) of the test-time scaling sweep, each scored by "
-                         "cutting the samples there; empty = a quarter, half, three quarters and all of "
-                         "max_new_tokens.")
+    budgets: list = knob([], "Thinking budgets (tokens) of the test-time scaling sweep, each scored by budget "
+                         "forcing: a sample still thinking there is cut, its thinking closed and the answer "
+                         "asked for; empty = a quarter, half, three quarters and all of max_new_tokens.")
     batch_size: int = knob(256, "Sequences per generation batch.")
     reflection_phrases: list = knob(DEFAULT_REFLECTION, "Phrases that count a completion as reflecting.")
     seed: int = knob(0, "Seed for sampling (pass@1, cons@k); the problems stay those of benchmark_seed.")
