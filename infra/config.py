@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import types
 import typing
@@ -97,10 +98,20 @@ def variant_of(cls: type, section: str, name: str, module: str, **derive: Callab
     unknown = set(derive) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise TypeError(f"{name}: {cls.__name__} has no knobs {sorted(unknown)}")
-    variant = dataclasses.make_dataclass(name, [], bases=(cls,))
+    # Built directly (no params.yaml), the variant's derived knobs are derived from cls's defaults.
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    derived = [(key, fields[key].type,
+                dataclasses.field(default_factory=functools.partial(_derive_default, fn, fields[key]),
+                                  metadata=fields[key].metadata))
+               for key, fn in derive.items()]
+    variant = dataclasses.make_dataclass(name, derived, bases=(cls,))
     variant.__module__ = module
     variant.variant_source = (section, cls, dict(derive))
     return variant
+
+
+def _derive_default(fn: Callable[[Any], Any], f: dataclasses.Field) -> Any:
+    return fn(_default(f))
 
 
 def _variant_values(cls: type, params_path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:

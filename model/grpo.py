@@ -76,7 +76,7 @@ from infra.steplog import StepLog
 from data.completions import parse_completion
 from data.formatting import prompt_style, render_prompts
 from data.language import scripts_in
-from model import checkpoint
+from model import checkpoint, packing
 from model.engine import make_engine
 from model.rewards import get_reward
 from model.rewards.code import code_outcome_counts, code_outcome_shares
@@ -453,7 +453,8 @@ class GRPOTrainer(Trainer):
         longest completion: the step's loss is a sum over sequences, so which micro-batch a
         sequence is in does not change it, and short completions stop paying for the columns
         of the longest one in the step. The passes pack each micro-batch's sequences without
-        their padding (model/rollout.py ``completion_logprobs`` with ``pack=True``)."""
+        their padding when the model allows it (model/packing.py ``supported``; model/rollout.py
+        ``completion_logprobs`` with ``pack=True``)."""
         a, engine, world = self.args, self.engine, launch.world_size()
         start, mask = rollout.prompt_ids.shape[1], rollout.completion_mask
         B = mask.shape[0] * world  # sequences in the step, all ranks
@@ -468,12 +469,13 @@ class GRPOTrainer(Trainer):
             return (rollout.sequences[rows, :start + width], rollout.attention_mask[rows, :start + width],
                     mask[rows, :width], rollout.logprobs[rows, :width])
 
+        pack = packing.supported(engine)
         ref = []
         if self.ref is not None:
             with torch.no_grad():
                 for rows, width in micro:
                     seqs, attn, _, _ = part(rows, width)
-                    ref.append(completion_logprobs(self.ref, seqs, attn, start, a.temperature, pack=True))
+                    ref.append(completion_logprobs(self.ref, seqs, attn, start, a.temperature, pack=pack))
         tokens = sum_over_ranks({"tokens": float(mask.sum())})["tokens"]
         normalizer = {"grpo": B, "dr_grpo": B * a.max_completion_length, "dapo": max(tokens, 1.0)}[a.loss_type]
         engine.train()
@@ -483,7 +485,7 @@ class GRPOTrainer(Trainer):
             for k, (rows, width) in enumerate(micro):
                 seqs, attn, m, old = part(rows, width)
                 new, entropy = completion_logprobs(engine, seqs, attn, start, a.temperature, with_entropy=True,
-                                                   pack=True)
+                                                   pack=pack)
                 loss, st = grpo_loss(new, old, ref[k] if ref else None, advantages[rows], m,
                                      epsilon=a.epsilon, epsilon_high=a.epsilon_high, beta=a.beta, loss_type=a.loss_type,
                                      max_completion_length=a.max_completion_length, normalizer=normalizer)

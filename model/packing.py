@@ -5,9 +5,12 @@ batch of 64 rows is 75 tokens a row on average and 138 padded; an r1_zero step's
 are 40 tokens on average and up to 128. Packed, several sequences share a row, each with
 position ids that restart at 0, and the model is called without an attention mask and without
 a cache: transformers then reads the sequence boundaries from the positions
-(``masking_utils.find_packed_sequence_indices`` for SDPA and eager attention, the varlen path
-of flash-attention), so each token attends only to its own sequence, and the outputs are the
-padded batch's up to float rounding. This is TRL's ``packing=True`` with its best-fit-decreasing
+(``masking_utils.find_packed_sequence_indices``, for SDPA and eager attention), so each token
+attends only to its own sequence, and the outputs are the padded batch's up to float rounding.
+Not every model can take a packed batch (:func:`supported`): flash-attention reads positions as
+packed only at batch size 1 (transformers ``_is_packed_sequence``), and an MoE router's
+balancing loss and expert load would count the padding that ends a row (no mask reaches it);
+those models get padded batches. This is TRL's ``packing=True`` with its best-fit-decreasing
 strategy and ``padding_free`` (TRL docs, "Packing"); the SFT trainer packs its examples
 (model/sft.py ``pack``) and the GRPO trainer its rollouts (model/rollout.py
 ``completion_logprobs`` with ``pack=True``).
@@ -16,6 +19,16 @@ strategy and ``padding_free`` (TRL docs, "Packing"); the SFT trainer packs its e
 from __future__ import annotations
 
 import torch
+
+
+def supported(model) -> bool:
+    """Whether ``model`` (or the module a DeepSpeed engine wraps) computes a packed batch as its
+    padded one: SDPA or eager attention, and no Mixture-of-Experts router (module doc)."""
+    from model.moe import is_moe
+
+    inner = getattr(model, "module", model)
+    attention = str(getattr(getattr(inner, "config", None), "_attn_implementation", "sdpa") or "sdpa")
+    return "flash" not in attention and not is_moe(inner)
 
 
 def layout(lengths: list[int]) -> tuple[int, list[tuple[int, int]]]:

@@ -416,8 +416,7 @@ def _decode(
         cache = _returned_cache(out, cache_name)
         if compact:
             keep = (~finished[rows]).nonzero().squeeze(1)  # (A',) positions in `rows`
-            if len(keep) <= _COMPACT_SHARE * len(rows):
-                _keep_rows(cache, keep)
+            if len(keep) <= _COMPACT_SHARE * len(rows) and _keep_rows(cache, keep):
                 rows = rows[keep]
         out = model(input_ids=tokens[rows, t : t + 1], attention_mask=attention_mask[rows, : P + t + 1],
                     position_ids=(next_position + t)[rows], use_cache=True, **{cache_name: cache})

@@ -56,7 +56,7 @@ class SFTArgs:
     max_length: int = knob(256, "Longest prompt + completion in tokens; longer completions are cut.")
     packing: bool = knob(True, "Pack whole examples into shared rows (TRL's packing: best-fit decreasing, "
                                "padding-free by position ids) instead of padding each one: the same loss on fewer "
-                               "columns (model/sft.py pack).")
+                               "columns (model/packing.py; MoE and flash-attention models are padded).")
     checkpoint_every: int = knob(200, "Save a resumable checkpoint every N steps (0 = never).")
     seed: int = knob(0, "Seed for data order and initialisation.")
 
@@ -176,7 +176,7 @@ class SFTTrainer(Trainer):
         t0 = time.perf_counter()
         self.engine.train()
         loss_sum, micros, tokens = 0.0, 0, 0
-        batcher = pack if self.args.packing else collate
+        batcher = pack if self.args.packing and packing.supported(self.engine) else collate
         for micro in self._batches(self.examples, step):
             batch = {k: v.to(self.engine.device) for k, v in batcher(micro, self.tokenizer.pad_token_id).items()}
             loss, _ = completion_loss(self.engine, batch)

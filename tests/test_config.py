@@ -235,3 +235,4 @@ def test_the_language_ablation_runs_with_what_reasoning_rl_resolves_minus_the_la
     assert "language_consistency" in default.rewards
     assert ablation.rewards == {k: v for k, v in default.rewards.items() if k != "language_consistency"}
     assert ablation.steps == default.steps
+    assert ReasoningRLNoLangConfig().rewards == ablation.rewards  # built directly, derived from the defaults

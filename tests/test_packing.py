@@ -39,3 +39,18 @@ def test_layout_refuses_empty_sequences():
         packing.layout([3, 0])
     with pytest.raises(ValueError, match="at least one token"):
         packing.layout([])
+
+
+def test_moe_and_flash_attention_models_are_not_packed():
+    """An MoE router's balancing loss would count a packed row's padding, and flash-attention
+    reads positions as packed only at batch size 1: both get padded batches."""
+    from model import factory
+
+    tok = factory.train_tokenizer(["Compute 1 + 2 <think> 1 + 2 = 3 </think> <answer> 3 </answer>"] * 20,
+                                  vocab_size=120)
+    size = dict(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=16)
+    dense = factory.build_tiny_model(tok, **size)
+    moe = factory.build_tiny_model(tok, architecture="moe", num_experts=4, num_experts_per_tok=2, **size)
+    assert packing.supported(dense) and not packing.supported(moe)
+    dense.config._attn_implementation = "flash_attention_2"
+    assert not packing.supported(dense)

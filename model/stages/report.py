@@ -123,7 +123,7 @@ def load_problems(folder: str | Path, models: list[str]) -> dict[str, dict]:
                 if repeated:
                     raise ValueError(f"{path}: {model} {bench} repeats problem id {repeated[0]!r} "
                                      f"({len(repeated)} ids repeated); ids must be unique to pair problems")
-                lengths = {name: len(v) for name, v in _lists(scores)}
+                lengths = {name: len(v) for name, v in [*_lists(scores), ("key", scores.get("key", ids))]}
                 bad = {name: n for name, n in lengths.items() if n != len(ids)}
                 if bad:
                     raise ValueError(f"{path}: {model} {bench}: {len(ids)} problem ids but lists of other lengths "
