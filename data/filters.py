@@ -54,6 +54,7 @@ MINHASH_PERMUTATIONS = 128
 LSH_RECALL = 0.99  # least chance that a pair exactly at the threshold becomes a candidate
 
 SUMMARY = "The answer is \\boxed{{{answer}}}."
+SUMMARY_HEAD = SUMMARY.split("{{{")[0] + "{"  # the summary up to its answer: "The answer is \boxed{"
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")  # words and single symbols: "3 + 4" differs from "3 - 4"
 _WORD = re.compile(r"\w+")  # words only, for contamination: punctuation edits must not hide it
@@ -95,9 +96,8 @@ def readable_parts(completion: Any) -> tuple[str, str] | None:
     if block is None:
         return None
     summary = block[1].strip()
-    head = SUMMARY.split("{{{")[0] + "{"  # "The answer is \boxed{"
-    end = closing_brace(summary, len(head) - 1) if summary.startswith(head) else None
-    answer = summary[len(head):end].strip() if end is not None and summary[end + 1:] == "." else ""
+    end = closing_brace(summary, len(SUMMARY_HEAD) - 1) if summary.startswith(SUMMARY_HEAD) else None
+    answer = summary[len(SUMMARY_HEAD):end].strip() if end is not None and summary[end + 1:] == "." else ""
     return (block[0], answer) if block[0] and answer else None
 
 

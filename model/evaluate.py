@@ -36,7 +36,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from data.completions import THINK_CLOSE
+from data.completions import ANSWER_OPEN, THINK_CLOSE
+from data.filters import SUMMARY_HEAD
 from data.formatting import render_prompts
 from model.grpo import mixing_rate, reflection_rate
 from model.rewards import extract_answer, get_reward
@@ -129,7 +130,7 @@ def cut(rollout, budget: int):
 
 # Budget forcing: what closes the thinking and asks for the answer, per output format
 # (data/formatting.py; the readable summary is data/filters.py SUMMARY up to its answer).
-FORCE_ANSWER = {"tags": f" {THINK_CLOSE} <answer>", "readable": f" {THINK_CLOSE} The answer is \\boxed{{"}
+FORCE_ANSWER = {"tags": f" {THINK_CLOSE} {ANSWER_OPEN}", "readable": f" {THINK_CLOSE} {SUMMARY_HEAD}"}
 ANSWER_TOKENS = 16  # tokens a forced answer may take (the benchmarks' answers take at most ~8)
 
 
