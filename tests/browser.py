@@ -3,7 +3,7 @@ person does: click, type, read the page, keep a screenshot.
 
 Import the fixture into a test module (pytest puts tests/ on sys.path)::
 
-    from browser import browser  # noqa: F401  (a pytest fixture)
+    from browser import browser, chromium  # noqa: F401  (pytest fixtures)
 
 Without ``chromium`` and ``chromium-driver`` (Debian packages; ``make test`` installs them
 under ``CI=true``) the tests that use the fixture fail under ``CI=true`` and are skipped
@@ -28,9 +28,9 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
-def browser():
+def chromium():
     """A headless chromium (selenium WebDriver), 1400x1000, quit at the end of the session
-    (which stops its chromedriver process)."""
+    (which stops its chromedriver process). Tests take it as :func:`browser`."""
     missing = [name for name in (CHROMIUM, CHROMEDRIVER) if not shutil.which(name)]
     if missing:
         unavailable(f"the browser tests need {' and '.join(missing)} on PATH: "
@@ -49,6 +49,15 @@ def browser():
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The session's chromium for one test, left on a blank page afterwards: a UI left open
+    keeps rendering (Prefect's run graph draws with WebGL, in software here) and took most of a
+    core for the rest of the suite."""
+    yield chromium
+    chromium.get("about:blank")
 
 
 def screenshot(driver, name: str) -> Path:

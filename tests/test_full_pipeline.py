@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from browser import browser, click, close_dialogs, element_with_text, screenshot, wait_for  # noqa: F401
+from browser import browser, chromium, click, close_dialogs, element_with_text, screenshot, wait_for  # noqa: F401
 from infra.dag import load_stages
 from presets import SMALL, write_candidates
 from servers import running_mlflow

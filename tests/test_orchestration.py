@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from browser import browser, click, element_with_text, screenshot, wait_for  # noqa: F401
+from browser import browser, chromium, click, element_with_text, screenshot, wait_for  # noqa: F401
 from servers import mlflow_server, moto_s3, prefect_server, server_env, start_server, stop_server  # noqa: F401
 from presets import SMALL
 

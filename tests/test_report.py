@@ -217,6 +217,7 @@ def test_report_lists_every_finding_with_its_interval(tmp_path):
     report = (out / "report.md").read_text()
     assert "| base | 30.0 | 30.0 | 30.0 | 30.0 |" in report  # Table-4 layout: pass@1, cons@k per benchmark
     assert "Not evaluated: r1." in report
+    assert "every verdict here is one run of the recipe" in report  # the intervals do not cover training
     rows = {line.split(" | ")[0].lstrip("| "): line for line in report.splitlines() if line.startswith("| ")}
     assert rows["pure RL lifts the base: pass@1"].endswith("| 300 | holds |")
     assert "r1_zero 50.0% | base 30.0% | 20.0% [" in rows["pure RL lifts the base: pass@1"]

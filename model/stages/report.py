@@ -424,7 +424,10 @@ FINDINGS_NOTE = ("Each finding compares two numbers: paired over the problems bo
                  "excludes 0 on the claimed side, does not hold when it lies on the other side or at 0, and is "
                  "inconclusive when it straddles 0. Thinking budgets are compared with budget forcing: cut at the "
                  "budget, the thinking is closed and the answer asked for. Readable means well formed in the "
-                 "format the prompt asked for, in one language.")
+                 "format the prompt asked for, in one language. The intervals cover this run's evaluation "
+                 "(problems and samples), not its training: every verdict here is one run of the recipe, and "
+                 "a run with another seed, or only another floating-point rounding, can move one (README, "
+                 "\"Single runs are not the recipe\").")
 
 
 def to_html(results: dict, found: list[dict], plots: list[str], missing: list[str]) -> str:
