@@ -82,8 +82,14 @@ def cmd_launch(argv: list[str]) -> None:
     env.update({k: v for k, v in changes.items() if v})
     shown = " ".join(f"{k}={v}" for k, v in changes.items()) + (" " if changes else "") + shlex.join(cmd)
     print(f"r1flow launch: {scrub(shown)}", flush=True)
-    if not args.dry_run:
-        os.execve(cmd[0], cmd, env)
+    if args.dry_run:
+        return
+    from infra import warm
+
+    code = warm.launch(cmd, env)  # forked from the run's warm parent, when there is one
+    if code is not None:
+        raise SystemExit(code)
+    os.execve(cmd[0], cmd, env)
 
 
 def _embedded_defaults() -> None:

@@ -9,6 +9,7 @@ decides.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -17,12 +18,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from infra import launch, schedule, tracking
+from infra import launch, schedule, tracking, warm
 from infra.config import load_params, load_yaml
 from infra.dag import stage_graph
 from infra.logs import scrub_log_records
 from infra.proc import stopping_commands
-from tasks.stages import run_stage, retries_for
+from tasks.stages import retries_for, run_stage, stage_env
 from tasks.tracking import close_pipeline_run, open_pipeline_run
 from tasks.workspace import create_workspace, publish
 
@@ -171,14 +172,16 @@ def run_dag(workspace: str, parent_run_id: str | None, stages: list[str] | None)
     uri = tracking.tracking_uri()
     futures = {}
     settings = launch.launch_settings()
-    with schedule.scheduling(workspace, scheduler):
+    # On a CPU host, stages fork from one warm parent instead of importing torch & co. each.
+    parent = contextlib.nullcontext() if scheduler.gpus.gpu_host else warm.warm_parent(stage_env(parent_run_id, uri))
+    with schedule.scheduling(workspace, scheduler), parent as warm_socket:
         for stage in wanted:  # topological order: every upstream future exists already
             upstream = [futures[u] for u in graph[stage] if u in futures]
             # Tagged by kind: `prefect concurrency-limit create r1flow-train 1` caps training
             # stages across every run on a shared Prefect server (docs/deploy.md).
             tags = {"r1flow-stage", f"r1flow-{settings.kind(stage)}"}
             futures[stage] = run_stage.with_options(retries=retries_for(stage), tags=tags).submit(
-                stage, workspace, parent_run_id, uri, wait_for=upstream)
+                stage, workspace, parent_run_id, uri, warm_socket=warm_socket, wait_for=upstream)
         wait(list(futures.values()))
     results, errors = {}, []
     for stage, future in futures.items():

@@ -115,7 +115,8 @@ STAGE_FLOW = textwrap.dedent("""
 
 
 def _kill_when(path: Path, marker: bytes, deadline_s: float = 300) -> threading.Thread:
-    """A thread that SIGKILLs every process whose command line holds ``marker`` and that runs in
+    """A thread that SIGKILLs every process whose command line (arguments joined by spaces, as a
+    warm-started stage's title shows it: infra/warm.py) holds ``marker`` and that runs in
     ``path``'s project once ``path`` exists (the first checkpoint): the stage dies mid-run, as
     under an OOM killer. Processes of other tests never match (their folders differ)."""
     project = str(path.parents[3])
@@ -126,7 +127,7 @@ def _kill_when(path: Path, marker: bytes, deadline_s: float = 300) -> threading.
             time.sleep(0.05)
         for entry in Path("/proc").iterdir():
             try:
-                if (entry.name.isdigit() and marker in (entry / "cmdline").read_bytes()
+                if (entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ")
                         and os.readlink(entry / "cwd").startswith(project)):
                     os.kill(int(entry.name), signal.SIGKILL)
             except OSError:
@@ -151,7 +152,7 @@ def test_killed_training_stage_resumes_under_prefects_retry(tmp_path, tiny_base)
     subprocess.run(["git", "init", "-q"], cwd=killed, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=killed, check=True)
     latest = killed / "artifacts" / "r1_zero" / "checkpoints" / "latest"
-    killer = _kill_when(latest, b"flows.cli\0stage\0r1_zero")
+    killer = _kill_when(latest, b"flows.cli stage r1_zero")
     flow = subprocess.run([sys.executable, "-c", STAGE_FLOW, str(killed)], cwd=ROOT, timeout=600,
                           env=_env(PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path / "prefect"),
                                    MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", R1FLOW_PARALLEL="1"),

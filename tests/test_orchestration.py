@@ -268,11 +268,12 @@ def test_a_run_started_from_the_ui_form_completes_and_its_graph_is_the_stage_dag
 
 
 def _processes(marker: bytes, under: Path) -> list[int]:
-    """Processes whose command line holds ``marker`` and whose working folder is in ``under``."""
+    """Processes whose command line (arguments joined by spaces, as a warm-started stage's title
+    shows it: infra/warm.py) holds ``marker`` and whose working folder is in ``under``."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if (entry.name.isdigit() and marker in (entry / "cmdline").read_bytes()
+            if (entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ")
                     and os.readlink(entry / "cwd").startswith(str(under))):
                 found.append(int(entry.name))
         except OSError:
@@ -285,12 +286,12 @@ def test_cancelling_a_run_in_the_ui_stops_its_stage_process_tree(served, ui_runs
     api, dep = served["api"], served["deployment"]
     run = _request("POST", f"{api}/deployments/{dep}/create_flow_run", {"parameters": {
         "stages": ["base"], "params": {"base": {"max_steps": 100000, "checkpoint_every": 0, "seed": 7}}}})
-    marker = b"flows.cli\0stage\0base"
+    marker = b"flows.cli stage base"
     deadline = time.time() + 300
     project = served["project"]
     while not _processes(marker, project) and time.time() < deadline:
         time.sleep(0.5)
-    tree = _processes(marker, project) + _processes(b"repro\0--single-item\0base", project)
+    tree = _processes(marker, project) + _processes(b"repro --single-item base", project)
     assert tree, "the base stage never started"
     _request("POST", f"{api}/flow_runs/{run['id']}/set_state",
              {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
