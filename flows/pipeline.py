@@ -173,7 +173,8 @@ def run_dag(workspace: str, parent_run_id: str | None, stages: list[str] | None)
     futures = {}
     settings = launch.launch_settings()
     # On a CPU host, stages fork from one warm parent instead of importing torch & co. each.
-    parent = contextlib.nullcontext() if scheduler.gpus.gpu_host else warm.warm_parent(stage_env(parent_run_id, uri))
+    parent = (contextlib.nullcontext() if scheduler.gpus.gpu_host else
+              warm.warm_parent(stage_env(parent_run_id, uri, scheduler.threads)))
     with schedule.scheduling(workspace, scheduler), parent as warm_socket:
         for stage in wanted:  # topological order: every upstream future exists already
             upstream = [futures[u] for u in graph[stage] if u in futures]

@@ -57,8 +57,18 @@ PRELOAD = ("torch", "numpy", "pandas", "scipy.stats", "transformers", "transform
            "transformers.models.qwen2_moe.modeling_qwen2_moe", "deepspeed", "great_expectations", "mlflow",
            "mlflow.tracking", "matplotlib.pyplot", "safetensors.torch", "yaml", "psutil", "setproctitle")
 _HEADER = struct.Struct("!I")  # length of the JSON request that follows
-_STATUS = struct.Struct("!ii")  # (0, child pid) once forked; (1, wait status) when it ended
+_STATUS = struct.Struct("!ii")  # (FORKED, child pid), then (ENDED, wait status); or (REFUSED, 0)
+FORKED, ENDED, REFUSED = 0, 1, 2
+PROTOCOL = 1  # a launcher of another version (a workspace at another commit) is refused: it starts cold
 CONNECT_TIMEOUT_S = 300  # the parent's imports, on a loaded machine, before it forks the first child
+REQUEST_TIMEOUT_S = 5  # a connected launcher sends its request at once; a silent one is dropped
+MAX_REQUEST = 1 << 24  # bytes of a request (argv, folder, environment)
+# Variables read when a process starts or a library is imported (thread pools, temp folder, hub
+# settings, hash seed, ...): a stage whose values differ from the parent's starts cold.
+STARTUP_VARS = ("OMP_", "MKL_", "OPENBLAS_", "GOTO", "VECLIB", "NUMEXPR_", "TMPDIR", "TEMP", "TMP", "HF_",
+                "HUGGINGFACE", "TRANSFORMERS_", "MPL", "PYTHON", "LANG", "LC_", "GX_", "GE_", "DS_", "PATH")
+REFUSED_LINE = "starting cold: the warm parent runs another protocol or other start-up variables"
+GRACE_S = 5.0  # a stopping parent gives its children SIGTERM, then SIGKILL after this
 
 
 def enabled() -> bool:
@@ -81,11 +91,15 @@ def launch(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> int |
     sock.settimeout(CONNECT_TIMEOUT_S)
     try:
         sock.connect(path)
-        body = json.dumps({"argv": cmd[1:], "cwd": cwd or os.getcwd(), "env": env}).encode()
+        body = json.dumps({"protocol": PROTOCOL, "argv": cmd[1:], "cwd": cwd or os.getcwd(), "env": env}).encode()
         socket.send_fds(sock, [_HEADER.pack(len(body)) + body], [0, 1, 2])
         kind, pid = _STATUS.unpack(_read(sock, _STATUS.size))
-    except OSError:  # no parent, or one that did not fork within the timeout: start cold
+    except OSError:  # no parent, or one that did not fork within the timeout (its copy is
+        sock.close()  # killed when it sees this socket closed): start cold
+        return None
+    if kind != FORKED:  # refused: another protocol, or start-up variables unlike the parent's
         sock.close()
+        print(f"r1flow launch: {REFUSED_LINE}", file=sys.stderr, flush=True)
         return None
     sock.settimeout(None)
     forward = lambda signum, frame: _signal_group(pid, signum)  # noqa: E731
@@ -93,7 +107,8 @@ def launch(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> int |
         signal.signal(signum, forward)
     try:
         kind, status = _STATUS.unpack(_read(sock, _STATUS.size))
-    except OSError:  # the parent died: so did the child (its group is killed with it)
+    except OSError:  # the parent died: nobody reports on the child any more, so it stops here
+        _signal_group(pid, signal.SIGKILL)
         return 1
     if os.WIFSIGNALED(status):
         with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
@@ -124,8 +139,10 @@ def warm_parent(env: dict[str, str]) -> Iterator[str | None]:
     """A warm parent for the block (started with ``env``, the stages' environment); yields its
     socket path for ``env[SOCKET_ENV]``, or None when warm starts are off. The parent imports
     when the first stage asks for a process (a run that DVC restores whole costs no imports),
-    and that stage waits for the imports instead of repeating them. Stopped (SIGTERM, then SIGKILL) when the block ends; its children are
-    the stages, each stopped by its own launcher."""
+    and that stage waits for the imports instead of repeating them. ``env`` should hold the
+    stages' start-up variables (:data:`STARTUP_VARS`: ``OMP_NUM_THREADS`` above all), or
+    every stage starts cold. Stopped when the block ends: SIGTERM, which gives its running
+    children SIGTERM and :data:`GRACE_S` seconds before SIGKILL, then SIGKILL."""
     if not enabled():
         yield None
         return
@@ -143,7 +160,7 @@ def warm_parent(env: dict[str, str]) -> Iterator[str | None]:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=GRACE_S + 5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -156,14 +173,16 @@ def warm_parent(env: dict[str, str]) -> Iterator[str | None]:
 
 def serve(path: str, owner: int) -> None:
     """The warm parent's loop: bind ``path``; at the first request import :data:`PRELOAD`; fork
-    a child per request; report each child's pid and exit status to its launcher; kill a child's group when
-    its launcher's connection closes first. Ends on SIGTERM, or when process ``owner`` is gone."""
+    a child per request; report each child's pid and exit status to its launcher; kill a child's
+    group when its launcher's connection closes first. Ends on SIGTERM (its children get
+    SIGTERM, then SIGKILL after :data:`GRACE_S`), or when process ``owner`` is gone."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
     stopping = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     preloaded = False
+    startup = _startup(os.environ)
     children: dict[int, socket.socket] = {}  # pid -> its launcher's connection
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
@@ -174,30 +193,52 @@ def serve(path: str, owner: int) -> None:
                     _preload()
                     preloaded = True
                 conn, _ = listener.accept()
-                pid = _fork(conn, listener)
+                pid = _fork(conn, startup, [listener, selector, *children.values()])
                 if pid:
                     children[pid] = conn
                     selector.register(conn, selectors.EVENT_READ, pid)
             else:  # a launcher sends nothing after its request: readable means it is gone
                 _signal_group(key.data, signal.SIGKILL)
                 selector.unregister(key.fileobj)
-        for pid in list(children):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                conn = children.pop(pid)
-                with contextlib.suppress(OSError):
-                    conn.sendall(_STATUS.pack(1, status))
-                with contextlib.suppress(KeyError, ValueError):
-                    selector.unregister(conn)
-                conn.close()
+        _reap(children, selector)
+    _stop(children, selector)
+
+
+def _reap(children: dict[int, socket.socket], selector: selectors.BaseSelector) -> None:
+    """Report every ended child's status to its launcher."""
+    for pid in list(children):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            conn = children.pop(pid)
+            with contextlib.suppress(OSError):
+                conn.sendall(_STATUS.pack(ENDED, status))
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(conn)
+            conn.close()
+
+
+def _stop(children: dict[int, socket.socket], selector: selectors.BaseSelector) -> None:
+    """SIGTERM every child's group, SIGKILL what is left after :data:`GRACE_S`."""
+    for pid in children:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_S
+    while children and time.monotonic() < deadline:
+        time.sleep(0.1)
+        _reap(children, selector)
     for pid in children:
         _signal_group(pid, signal.SIGKILL)
+    _reap(children, selector)
 
 
 def _preload() -> None:
     for name in PRELOAD:  # one that fails to import is imported by the child itself, as cold
         with contextlib.suppress(Exception):
             __import__(name)
+
+
+def _startup(env: dict[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that take effect at a process's start (:data:`STARTUP_VARS`)."""
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_VARS)}
 
 
 def _alive(pid: int) -> bool:
@@ -210,43 +251,67 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _fork(conn: socket.socket, listener: socket.socket) -> int | None:
-    """Read one request from ``conn`` and fork its child; returns the child's pid (None for a
-    bad request, whose connection is closed). Never returns in the child."""
+def _fork(conn: socket.socket, startup: dict[str, str], close: list) -> int | None:
+    """Read one request from ``conn`` and fork its child; returns the child's pid, or None for
+    a request refused (another protocol, start-up variables unlike ``startup``) or unreadable
+    (its connection closed). The child closes ``close`` (the parent's sockets) and never returns."""
+    fds: list[int] = []
     try:
+        conn.settimeout(REQUEST_TIMEOUT_S)
         size, fds = _receive(conn)
+        if size > MAX_REQUEST:
+            raise ValueError(f"a request of {size} bytes")
         request = json.loads(_read(conn, size))
-    except (OSError, ValueError):
+        conn.settimeout(None)
+        if request.get("protocol") != PROTOCOL or _startup(request["env"]) != startup:
+            with contextlib.suppress(OSError):
+                conn.sendall(_STATUS.pack(REFUSED, 0))
+            raise ValueError("refused")
+    except (OSError, ValueError, KeyError, TypeError):
+        for fd in fds:
+            os.close(fd)
         conn.close()
         return None
     pid = os.fork()
     if pid:
+        with contextlib.suppress(OSError):  # its own group before anyone signals it (the child does it too)
+            os.setpgid(pid, pid)
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(OSError):  # a launcher gone already: its closed socket stops the child
-            conn.sendall(_STATUS.pack(0, pid))
+            conn.sendall(_STATUS.pack(FORKED, pid))
         return pid
     code = 1
     try:
-        listener.close()
-        conn.close()
+        for held in (conn, *close):
+            held.close()
         code = _run_child(request, fds)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if not isinstance(done.code, int) and done.code is not None:
             print(done.code, file=sys.stderr)
+    except KeyboardInterrupt:  # as a cold interpreter: die by SIGINT
+        _exit_hooks()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     except BaseException:
-        import traceback
+        sys.excepthook(*sys.exc_info())
+    _exit_hooks()
+    os._exit(code)
 
-        traceback.print_exc()
-    finally:
-        import atexit
 
-        atexit._run_exitfuncs()  # what a cold interpreter runs at exit (logging, MLflow)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
+def _exit_hooks() -> None:
+    """What a cold interpreter runs at exit: wait for non-daemon threads, atexit (logging,
+    MLflow), flush the streams."""
+    import atexit
+    import threading
+
+    with contextlib.suppress(Exception):
+        threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _receive(conn: socket.socket) -> tuple[int, list[int]]:
@@ -263,11 +328,12 @@ def _receive(conn: socket.socket) -> tuple[int, list[int]]:
 
 
 def _run_child(request: dict, fds: list[int]) -> int:
-    """In the forked child: become the stage's process and run ``python -m flows.cli ...``."""
+    """In the forked child: become the stage's process and run ``python -m MODULE ...``."""
     import random
     import runpy
 
-    os.setpgid(0, 0)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -285,6 +351,7 @@ def _run_child(request: dict, fds: list[int]) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch.seed()  # a new process's generators are seeded from the OS (the hash seed stays the parent's)
     random.seed()
     with contextlib.suppress(ImportError):
         import numpy

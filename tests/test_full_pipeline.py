@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from browser import browser, chromium, click, close_dialogs, element_with_text, screenshot, wait_for  # noqa: F401
+from infra import warm
 from infra.dag import load_stages
 from presets import SMALL, write_candidates
 from servers import running_mlflow
@@ -30,6 +31,7 @@ def _run(project, env) -> tuple[str, float]:
     proc = subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert warm.REFUSED_LINE not in proc.stdout + proc.stderr  # every stage that ran started warm
     return proc.stdout, time.time() - started
 
 

@@ -30,6 +30,8 @@ print(json.dumps(what), flush=True)
 print("to stderr", file=sys.stderr, flush=True)
 if sys.argv[1] == "sleep":
     time.sleep(600)
+import threading
+threading.Thread(target=lambda: (time.sleep(0.5), print("thread done", flush=True))).start()
 sys.exit(int(sys.argv[2]))
 """
 # What `r1flow launch` does with a command: hand it to the warm parent, else say so (99).
@@ -59,20 +61,39 @@ def _launch(folder: Path, env: dict, *args: str, **kwargs) -> subprocess.Popen:
 
 def test_a_warm_child_is_the_process_a_cold_start_gives(parent, tmp_path):
     folder = _folder(tmp_path)
-    env = {**parent, "PROBE_VAR": "from the stage", "OMP_NUM_THREADS": "2"}
+    env = {**parent, "PROBE_VAR": "from the stage"}
     cold = subprocess.run([sys.executable, "-m", "probe", "run", "3"], cwd=folder, env=env, capture_output=True,
                           text=True)
     proc = _launch(folder, env, "run", "3")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == cold.returncode == 3, err
-    got, want = json.loads(out), json.loads(cold.stdout)
+    got, want = json.loads(out.splitlines()[0]), json.loads(cold.stdout.splitlines()[0])
     assert got["pid"] != proc.pid and got["pgid"] == got["pid"]  # a child of the parent, in a group of its own
     for key in ("cwd", "argv", "path0", "var", "threads", "sum"):
         assert got[key] == want[key], key
-    assert got["threads"] == 2 and got["argv"] == ["run", "3"] and got["path0"] == str(folder)
+    assert got["threads"] == 1 and got["argv"] == ["run", "3"] and got["path0"] == str(folder)
     assert "to stderr" in err
-    title = Path(f"/proc/{got['pid']}/cmdline")
-    assert not title.exists()  # it has ended
+    assert out.splitlines()[1:] == cold.stdout.splitlines()[1:] == ["thread done"]  # threads joined at exit
+
+
+def test_other_start_up_variables_start_cold(parent, tmp_path):
+    """A thread count (or any variable read at start-up) unlike the parent's: refused, so cold."""
+    proc = _launch(_folder(tmp_path), {**parent, "OMP_NUM_THREADS": "2"}, "run", "0")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 99 and warm.REFUSED_LINE in err
+
+
+def test_a_silent_client_does_not_stop_the_parent(parent, tmp_path):
+    import socket
+
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(parent[warm.SOCKET_ENV])
+    try:
+        proc = _launch(_folder(tmp_path), parent, "run", "0")
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    finally:
+        silent.close()
 
 
 def test_without_a_parent_the_launcher_starts_cold(parent, tmp_path):
